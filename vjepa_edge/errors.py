@@ -1,0 +1,45 @@
+"""The exception hierarchy of vjepa-edge.
+
+Library code raises these; the CLI turns them into one `error:` line, one `hint:` line and exit code 1.
+Every message names the bad value and what is allowed; `hint` says how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class VjepaEdgeError(Exception):
+    """Base class of every error that the CLI reports without a traceback."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"error": self.message, "hint": self.hint, "kind": type(self).__name__}
+
+
+class CheckpointError(VjepaEdgeError):
+    """A file that cannot be read as a V-JEPA checkpoint: missing, truncated, unsafe or of an unknown layout."""
+
+
+class ArchitectureError(CheckpointError):
+    """A checkpoint whose tensors fit no known architecture."""
+
+
+class ConfigError(VjepaEdgeError):
+    """An invalid configuration value; `problems` lists every problem found, not only the first."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None, hint: str | None = None) -> None:
+        self.problems = list(problems or [])
+        if self.problems:
+            message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message, hint=hint)
+
+
+class RegistryError(ConfigError):
+    """An unknown or duplicate registry name."""
+
+
+class NotBuiltError(VjepaEdgeError):
+    """A command whose capability is not implemented yet."""
