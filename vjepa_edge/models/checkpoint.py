@@ -19,6 +19,7 @@ import pickle
 import re
 import struct
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -72,26 +73,34 @@ def _torch_load(path: Path, kind: str) -> Any:
             raise CheckpointError(f"{path} is corrupt: member {bad!r} fails its CRC check",
                                   hint="download or copy the file again")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
+        with warnings.catch_warnings():  # torch warns about pickle protocols; the outcome is reported below
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=kind == "zip")
     except pickle.UnpicklingError as e:
-        found = re.search(r"GLOBAL ([\w.]+)", str(e)) or re.search(r"Unsupported global: ([\w.]+)", str(e))
-        if found or "Unsupported" in str(e):
-            what = found.group(1) if found else "an object that is not plain data"
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if found:
             raise CheckpointError(
-                f"{path} contains a pickled Python object ({what}) that is not plain data; "
-                "refusing to load it (loading would execute code)",
-                hint="re-save the checkpoint with only tensors, dicts, lists and numbers, or use a safetensors file",
+                f"{path} contains a pickled Python object ({found.group(1)}) that is not plain data; "
+                "refused: loading it would execute code",
+                hint="re-save the checkpoint with only tensors, dicts, lists and numbers, or as safetensors",
             ) from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})",
-                              hint="pass a V-JEPA .pth.tar/.pt, a Hugging Face VJEPA2 directory or a "
-                                   "vjepa-edge .safetensors file") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+        op = re.search(r"Unsupported operand (\d+)", str(e))
+        detail = f" (pickle opcode {op.group(1)})" if op else ""
+        raise CheckpointError(
+            f"{path} is a pickle that the safe loader cannot read{detail}; it was not unpickled",
+            hint="save checkpoints with torch.save or as safetensors",
+        ) from None
+    except Exception as e:  # the file-format boundary: every other failure is a bad file, not a bug
         if kind == "zip":
             raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)})",
                                   hint="download or copy the file again") from None
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({_first_line(e)})",
-                              hint="pass a V-JEPA .pth.tar/.pt, a Hugging Face VJEPA2 directory or a "
-                                   "vjepa-edge .safetensors file") from None
+        raise _not_a_checkpoint(path, _first_line(e)) from None
+
+
+def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"{path} is not a PyTorch checkpoint ({why})",
+                           hint="pass a V-JEPA .pth.tar/.pt, a Hugging Face VJEPA2 directory or a vjepa-edge "
+                                ".safetensors file")
 
 
 def _first_line(e: BaseException) -> str:
@@ -238,7 +247,14 @@ def read_checkpoint(path: str | os.PathLike[str], *, frames: int | None = None,
             raise CheckpointError(f"{p} is a safetensors file without a vjepa-edge architecture record",
                                   hint="pass the Hugging Face directory that holds it with its config.json")
         return _ours(p, sd, meta, frames=frames, size=size)
+    if kind == "other" and not _starts_like_pickle(p):
+        raise _not_a_checkpoint(p, "neither a torch.save zip archive, a pickle nor a safetensors file")
     return _official(p, _torch_load(p, kind), frames=frames, size=size)
+
+
+def _starts_like_pickle(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(1) == b"\x80"  # the PROTO opcode that starts every pickle of protocol 2 or later
 
 
 # ----------------------------------------------------------------------------- public API

@@ -33,11 +33,11 @@ def _require(sd: StateDict, key: str, shape: list[int], part: str) -> Tensor:
 
 
 def _block_indices(sd: StateDict, prefix: str, part: str) -> int:
-    found = {int(m.group(1)) for k in sd if (m := re.match(rf"^{re.escape(prefix)}\.(\d+)\.", k))}
+    found = {int(m.group(1)) for k in sd if (m := re.match(rf"^{re.escape(prefix)}\.(\d+)(\.|$)", k))}
     if not found:
         raise ArchitectureError(f"{part}: no transformer blocks ('{prefix}.N.*' keys) found")
     if found != set(range(len(found))):
-        raise ArchitectureError(f"{part}: block indices {sorted(found)} are not 0..{len(found) - 1}")
+        raise ArchitectureError(f"{part}: '{prefix}.N' indices {sorted(found)} are not 0..{len(found) - 1}")
     return len(found)
 
 
@@ -58,7 +58,8 @@ def _check_blocks(sd: StateDict, prefix: str, depth: int, dim: int, hidden: int,
 def _heads_for_width(width: int, key: str, shape: list[int], part: str) -> int:
     found = size_for_width(width)
     if found is None:
-        known = ", ".join(f"{s.embed_dim} ({n})" for n, s in VIT_SIZES.items())
+        sizes = sorted(VIT_SIZES.items(), key=lambda item: item[1].embed_dim)
+        known = ", ".join(f"{s.embed_dim} ({n})" for n, s in sizes)
         raise ArchitectureError(
             f"{part}: {key!r} has shape {shape}: width {width} fits no known architecture (known widths: {known})",
             hint="vjepa-edge reads the published V-JEPA sizes; a checkpoint saved by vjepa-edge records its own",
@@ -137,10 +138,9 @@ def infer_predictor(sd: StateDict, enc: EncoderArch, *, part: str = "predictor")
         )
     pdim = int(w.shape[0])
     _require(sd, "predictor_embed.bias", [pdim], part)
-    n_tokens = 0
-    while f"mask_tokens.{n_tokens}" in sd:
-        _require(sd, f"mask_tokens.{n_tokens}", [1, 1, pdim], part)
-        n_tokens += 1
+    n_tokens = _block_indices(sd, "mask_tokens", part) if any(k.startswith("mask_tokens.") for k in sd) else 0
+    for i in range(n_tokens):
+        _require(sd, f"mask_tokens.{i}", [1, 1, pdim], part)
     if n_tokens == 0:
         raise ArchitectureError(f"{part}: no mask tokens ('mask_tokens.N' keys): predictors without mask tokens "
                                 "(V-JEPA 1's unused diffusion variant) are not supported")

@@ -1,0 +1,30 @@
+"""Shared CLI plumbing: option aliases, error reporting, JSON output."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from vjepa_edge.errors import VjepaEdgeError
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
+
+
+def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
+    """Report a library error as `error:`/`hint:` lines (and a JSON object under --json); exit code 1."""
+    err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
+    if error.hint:
+        err_console.print(f"hint: {error.hint}", highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(error.to_dict()))
+    raise typer.Exit(1)
+
+
+def emit_json(obj: Any) -> None:
+    print(json.dumps(obj))
