@@ -19,8 +19,16 @@ from vjepa_edge.models.checkpoint import read_checkpoint
 def _arch(version: str, *, target: bool = True) -> VJEPAArch:
     pos = "sincos" if version == "vjepa1" else "rope"
     enc = EncoderArch.from_size("vit_pico", pos=pos)
-    pred = PredictorArch(embed_dim=48, pred_dim=48, depth=2, num_heads=3, mlp_hidden=192, num_mask_tokens=3,
-                         pos=pos, sort_tokens=pos == "rope")
+    pred = PredictorArch(
+        embed_dim=48,
+        pred_dim=48,
+        depth=2,
+        num_heads=3,
+        mlp_hidden=192,
+        num_mask_tokens=3,
+        pos=pos,
+        sort_tokens=pos == "rope",
+    )
     return VJEPAArch(version=version, encoder=enc, predictor=pred, target_encoder=target)
 
 
@@ -41,8 +49,10 @@ def test_own_format_round_trip(tmp_path: Path, version: str) -> None:
     ctx, tgt = torch.tensor([[0, 5, 9]]), torch.tensor([[1, 2]])
     with torch.no_grad():
         assert torch.equal(model.encoder(x), loaded.encoder(x))
-        assert torch.equal(model.predictor(model.encoder(x, ctx), ctx, tgt, mask_index=2),
-                           loaded.predictor(loaded.encoder(x, ctx), ctx, tgt, mask_index=2))
+        assert torch.equal(
+            model.predictor(model.encoder(x, ctx), ctx, tgt, mask_index=2),
+            loaded.predictor(loaded.encoder(x, ctx), ctx, tgt, mask_index=2),
+        )
     # a directory holding model.safetensors (a run folder) loads too
     os.replace(path, tmp_path / "model.safetensors")
     assert load_vjepa(tmp_path).arch == model.arch
@@ -69,12 +79,21 @@ def test_formats_and_parts_are_detected() -> None:
 
 
 def test_v1_grid_and_uniform_power_are_inferred_from_pos_embed(tmp_path: Path) -> None:
-    enc = EncoderArch(embed_dim=192, depth=1, num_heads=3, mlp_hidden=768, pos="sincos", uniform_power=False,
-                      num_frames=6, img_size=64)
+    enc = EncoderArch(
+        embed_dim=192,
+        depth=1,
+        num_heads=3,
+        mlp_hidden=768,
+        pos="sincos",
+        uniform_power=False,
+        num_frames=6,
+        img_size=64,
+    )
     model = VJEPA(VJEPAArch(version="vjepa1", encoder=enc))
     sd = {f"module.backbone.{k.removeprefix('encoder.')}": v for k, v in model.state_dict().items()}
     sd["module.backbone.patch_embed.proj.weight"] = sd["module.backbone.patch_embed.proj.weight"].reshape(
-        192, 3, 2, 16, 16)
+        192, 3, 2, 16, 16
+    )
     torch.save({"encoder": sd, "epoch": 3}, tmp_path / "v1.pth.tar")
     arch, _, src = read_checkpoint(tmp_path / "v1.pth.tar")
     assert (arch.encoder.num_frames, arch.encoder.img_size, arch.encoder.uniform_power) == (6, 64, False)
@@ -195,8 +214,9 @@ def test_unknown_width_names_key_and_shape(tmp_path: Path) -> None:
     key = "module.backbone.patch_embed.proj.weight"
     ck["encoder"][key] = torch.zeros(100, 3, 2, 16, 16)
     torch.save({"encoder": ck["encoder"]}, tmp_path / "w.pt")
-    msg = _expect(tmp_path / "w.pt", "patch_embed.proj.weight", "[100, 3, 2, 16, 16]", "width 100",
-                  kind=ArchitectureError)
+    msg = _expect(
+        tmp_path / "w.pt", "patch_embed.proj.weight", "[100, 3, 2, 16, 16]", "width 100", kind=ArchitectureError
+    )
     assert "vit_large" in msg  # and says which widths are known
 
 

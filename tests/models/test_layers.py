@@ -15,8 +15,9 @@ from vjepa_edge.models.predictor import Predictor
 from vjepa_edge.models.vit import VisionTransformer, gather_tokens
 
 
-@pytest.mark.parametrize(("shape", "tubelet", "patch"), [((2, 3, 4, 48, 48), 2, 16), ((1, 3, 5, 40, 56), 2, 8),
-                                                         ((3, 1, 4, 32, 32), 1, 16)])
+@pytest.mark.parametrize(
+    ("shape", "tubelet", "patch"), [((2, 3, 4, 48, 48), 2, 16), ((1, 3, 5, 40, 56), 2, 8), ((3, 1, 4, 32, 32), 1, 16)]
+)
 def test_tubelet_linear_equals_conv3d(shape, tubelet, patch) -> None:
     B, C, T, H, W = shape
     # float64 so that the comparison is about the layout, not about summation order
@@ -54,8 +55,8 @@ def _official_rope(q: torch.Tensor, ids: torch.Tensor, grid) -> torch.Tensor:
     width = ids - frame * H * W - height * W
     if ids.dim() == 2:
         frame, height, width = (p.unsqueeze(1) for p in (frame, height, width))
-    parts = [_official_rotate(q[..., i * d:(i + 1) * d], p) for i, p in enumerate((frame, height, width))]
-    return torch.cat(parts + [q[..., 3 * d:]], dim=-1)
+    parts = [_official_rotate(q[..., i * d : (i + 1) * d], p) for i, p in enumerate((frame, height, width))]
+    return torch.cat(parts + [q[..., 3 * d :]], dim=-1)
 
 
 @pytest.mark.parametrize("head_dim", [16, 32, 64, 80])
@@ -85,13 +86,15 @@ def test_rope_is_not_the_interleaved_layout() -> None:
 
 def _official_sincos_3d(dim, grid_size, grid_depth, uniform_power):
     """facebookresearch/jepa `get_3d_sincos_pos_embed`, transcribed in numpy."""
+
     def one(d, pos):
         omega = 1.0 / 10000 ** (np.arange(d // 2, dtype=float) / (d / 2.0))
         out = np.einsum("m,d->md", pos.reshape(-1), omega)
         return np.concatenate([np.sin(out), np.cos(out)], axis=1)
 
-    gh, gd, gw = np.meshgrid(np.arange(grid_size, dtype=float), np.arange(grid_depth, dtype=float),
-                             np.arange(grid_size, dtype=float))
+    gh, gd, gw = np.meshgrid(
+        np.arange(grid_size, dtype=float), np.arange(grid_depth, dtype=float), np.arange(grid_size, dtype=float)
+    )
     if uniform_power:
         hd = wd = dd = int(np.ceil(dim / 6) * 2)
     else:
@@ -121,7 +124,7 @@ def test_masked_forward_is_per_sample_and_batched(pos: str) -> None:
     idx = torch.stack([torch.randperm(18)[:7].sort().values for _ in range(3)])
     with torch.no_grad():
         batched = enc(x, idx)
-        single = torch.cat([enc(x[i:i + 1], idx[i:i + 1]) for i in range(3)])
+        single = torch.cat([enc(x[i : i + 1], idx[i : i + 1]) for i in range(3)])
         # only context tokens go through the blocks: same as gathering the embedded tokens first
         full = enc(x)
     assert torch.allclose(batched, single, atol=1e-5)
@@ -137,8 +140,19 @@ def test_rope_encoder_accepts_other_resolutions_and_lengths() -> None:
 def test_v2_predictor_is_invariant_to_the_order_of_its_inputs() -> None:
     """V-JEPA 2 sorts tokens by position, so shuffling context and targets (consistently) changes nothing."""
     grid = (2, 3, 3)
-    pred = Predictor(PredictorArch(embed_dim=48, pred_dim=48, depth=2, num_heads=3, mlp_hidden=192,
-                                   num_mask_tokens=2, pos="rope", sort_tokens=True), grid).eval()
+    pred = Predictor(
+        PredictorArch(
+            embed_dim=48,
+            pred_dim=48,
+            depth=2,
+            num_heads=3,
+            mlp_hidden=192,
+            num_mask_tokens=2,
+            pos="rope",
+            sort_tokens=True,
+        ),
+        grid,
+    ).eval()
     with torch.no_grad():
         pred.mask_tokens[1].normal_()
     ctx, tgt = torch.tensor([[1, 4, 7, 9]]), torch.tensor([[0, 2, 17]])

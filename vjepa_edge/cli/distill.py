@@ -18,7 +18,10 @@ def distill(
     out: Annotated[Path | None, typer.Option(help="Run folder to write.")] = None,
 ) -> None:
     """Distill a V-JEPA teacher into a small ViT student."""
-    fail(NotBuiltError(
-        f"distillation (--recipe {recipe}) is not built yet in this version of vjepa-edge",
-        hint="what works today: 'vjepa-edge teacher inspect PATH' loads and describes V-JEPA 1/2 and HF checkpoints",
-    ))
+    fail(
+        NotBuiltError(
+            f"distillation (--recipe {recipe}) is not built yet in this version of vjepa-edge",
+            hint="what works today: 'vjepa-edge teacher inspect PATH' loads and describes V-JEPA 1/2 and HF "
+            "checkpoints",
+        )
+    )

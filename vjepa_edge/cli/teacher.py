@@ -24,19 +24,28 @@ def _render(info: dict[str, Any]) -> None:
     t.add_column(style="bold")
     t.add_column()
     t.add_row("format", info["format"])
-    t.add_row("architecture", f"{a['size']}: width {a['width']}, depth {a['depth']}, {a['heads']} heads "
-                              f"(head dim {a['head_dim']}), MLP {a['mlp_hidden']}")
+    t.add_row(
+        "architecture",
+        f"{a['size']}: width {a['width']}, depth {a['depth']}, {a['heads']} heads "
+        f"(head dim {a['head_dim']}), MLP {a['mlp_hidden']}",
+    )
     t.add_row("positions", a["position_encoding"])
     t.add_row("tubelet / patch", f"{a['tubelet']} frames x {a['patch']}x{a['patch']} px")
     parts = [f"{k} ({_fmt_params(info['parameters'][k])})" if v else f"{k}: absent" for k, v in info["parts"].items()]
     t.add_row("parts", ", ".join(parts))
     if info["predictor"]:
         p = info["predictor"]
-        t.add_row("predictor", f"width {p['width']}, depth {p['depth']}, {p['heads']} heads, "
-                               f"{p['mask_tokens']} mask tokens{', sorts tokens by position' if p['sorts_tokens'] else ''}")
+        sorts = ", sorts tokens by position" if p["sorts_tokens"] else ""
+        t.add_row(
+            "predictor",
+            f"width {p['width']}, depth {p['depth']}, {p['heads']} heads, {p['mask_tokens']} mask tokens{sorts}",
+        )
     t.add_row("parameters", f"{_fmt_params(info['parameters']['total'])} in all, {info['dtype']}")
-    t.add_row("input", f"{inp['frames']} frames at {inp['size'][0]}x{inp['size'][1]}, {inp['layout']} "
-                       f"-> {inp['tokens']} tokens {tuple(inp['token_grid'])} (from {inp['from']})")
+    t.add_row(
+        "input",
+        f"{inp['frames']} frames at {inp['size'][0]}x{inp['size'][1]}, {inp['layout']} "
+        f"-> {inp['tokens']} tokens {tuple(inp['token_grid'])} (from {inp['from']})",
+    )
     t.add_row("normalise", f"mean {tuple(inp['mean'])}, std {tuple(inp['std'])} (on [0, 1] pixels)")
     for note in info["notes"]:
         t.add_row("note", note)
@@ -45,8 +54,10 @@ def _render(info: dict[str, Any]) -> None:
 
 @app.command()
 def inspect(
-    path: Annotated[Path, typer.Argument(help="V-JEPA 1 .pth.tar, V-JEPA 2 .pt, HF VJEPA2 directory or a vjepa-edge "
-                                              ".safetensors file.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="V-JEPA 1 .pth.tar, V-JEPA 2 .pt, HF VJEPA2 directory or a vjepa-edge .safetensors file."),
+    ],
     frames: Annotated[int | None, typer.Option(help="Input frames, where the file does not record them.")] = None,
     size: Annotated[int | None, typer.Option(help="Input size in pixels, where the file does not record it.")] = None,
     json_out: JsonOpt = False,

@@ -42,8 +42,12 @@ class ViTSize:
 
 VIT_SIZES: Registry[ViTSize] = Registry("ViT size")
 # vit_pico is the size of the golden test fixtures (4 frames at 48 px); the rest are V-JEPA's published sizes.
-VIT_SIZES.register("vit_pico", ViTSize(embed_dim=48, depth=2, num_heads=3, mlp_ratio=4.0, frames=4, size=48,
-                                       note="test size of the golden fixtures"))
+VIT_SIZES.register(
+    "vit_pico",
+    ViTSize(
+        embed_dim=48, depth=2, num_heads=3, mlp_ratio=4.0, frames=4, size=48, note="test size of the golden fixtures"
+    ),
+)
 VIT_SIZES.register("vit_tiny", ViTSize(embed_dim=192, depth=12, num_heads=3, mlp_ratio=4.0, frames=16, size=224))
 VIT_SIZES.register("vit_small", ViTSize(embed_dim=384, depth=12, num_heads=6, mlp_ratio=4.0, frames=16, size=224))
 VIT_SIZES.register("vit_base", ViTSize(embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, frames=16, size=224))
@@ -51,10 +55,10 @@ VIT_SIZES.register("vit_base", ViTSize(embed_dim=768, depth=12, num_heads=12, ml
 VIT_SIZES.register("vit_large", ViTSize(embed_dim=1024, depth=24, num_heads=16, mlp_ratio=4.0, frames=64, size=256))
 VIT_SIZES.register("vit_huge", ViTSize(embed_dim=1280, depth=32, num_heads=16, mlp_ratio=4.0, frames=64, size=256))
 # V-JEPA 2's ViT-g is `vit_giant_xformers`: 22 heads of 64 channels (the older `vit_giant` had 16).
-VIT_SIZES.register("vit_giant", ViTSize(embed_dim=1408, depth=40, num_heads=22, mlp_ratio=48 / 11, frames=64,
-                                        size=256))
-VIT_SIZES.register("vit_gigantic", ViTSize(embed_dim=1664, depth=48, num_heads=26, mlp_ratio=64 / 13, frames=64,
-                                           size=256))
+VIT_SIZES.register("vit_giant", ViTSize(embed_dim=1408, depth=40, num_heads=22, mlp_ratio=48 / 11, frames=64, size=256))
+VIT_SIZES.register(
+    "vit_gigantic", ViTSize(embed_dim=1664, depth=48, num_heads=26, mlp_ratio=64 / 13, frames=64, size=256)
+)
 # The V-JEPA 2 predictor is 384 wide with 12 heads; V-JEPA 1's predictor uses the encoder's head count.
 VJEPA2_PREDICTOR_HEADS = {384: 12}
 
@@ -89,8 +93,12 @@ class _Record:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)
         if unknown:
-            hints = [f"{k!r} (did you mean {difflib.get_close_matches(k, names, n=1)[0]!r}?)"
-                     if difflib.get_close_matches(k, names, n=1) else repr(k) for k in unknown]
+            hints = [
+                f"{k!r} (did you mean {difflib.get_close_matches(k, names, n=1)[0]!r}?)"
+                if difflib.get_close_matches(k, names, n=1)
+                else repr(k)
+                for k in unknown
+            ]
             raise ConfigError(f"unknown keys in {cls.__name__}: {', '.join(hints)}")
         kwargs = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -136,8 +144,17 @@ class EncoderArch(_Record):
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        for name in ("embed_dim", "depth", "num_heads", "mlp_hidden", "patch_size", "tubelet_size", "in_chans",
-                     "num_frames", "img_size"):
+        for name in (
+            "embed_dim",
+            "depth",
+            "num_heads",
+            "mlp_hidden",
+            "patch_size",
+            "tubelet_size",
+            "in_chans",
+            "num_frames",
+            "img_size",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 p.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if p:
@@ -159,8 +176,14 @@ class EncoderArch(_Record):
     @classmethod
     def from_size(cls, name: str, **overrides: Any) -> EncoderArch:
         s = VIT_SIZES.get(name)
-        base = dict(embed_dim=s.embed_dim, depth=s.depth, num_heads=s.num_heads, mlp_hidden=s.mlp_hidden,
-                    num_frames=s.frames, img_size=s.size)
+        base = dict(
+            embed_dim=s.embed_dim,
+            depth=s.depth,
+            num_heads=s.num_heads,
+            mlp_hidden=s.mlp_hidden,
+            num_frames=s.frames,
+            img_size=s.size,
+        )
         return cls(**(base | overrides))
 
     @property

@@ -67,11 +67,13 @@ def _torch_load(path: Path, kind: str) -> Any:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip() if path.stat().st_size < (64 << 20) else None
         except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise CheckpointError(f"{path} is truncated or corrupt ({e})",
-                                  hint="download or copy the file again") from None
+            raise CheckpointError(
+                f"{path} is truncated or corrupt ({e})", hint="download or copy the file again"
+            ) from None
         if bad is not None:
-            raise CheckpointError(f"{path} is corrupt: member {bad!r} fails its CRC check",
-                                  hint="download or copy the file again")
+            raise CheckpointError(
+                f"{path} is corrupt: member {bad!r} fails its CRC check", hint="download or copy the file again"
+            )
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols; the outcome is reported below
             warnings.simplefilter("ignore")
@@ -92,15 +94,17 @@ def _torch_load(path: Path, kind: str) -> Any:
         ) from None
     except Exception as e:  # the file-format boundary: every other failure is a bad file, not a bug
         if kind == "zip":
-            raise CheckpointError(f"{path} is truncated or corrupt ({_first_line(e)})",
-                                  hint="download or copy the file again") from None
+            raise CheckpointError(
+                f"{path} is truncated or corrupt ({_first_line(e)})", hint="download or copy the file again"
+            ) from None
         raise _not_a_checkpoint(path, _first_line(e)) from None
 
 
 def _not_a_checkpoint(path: Path, why: str) -> CheckpointError:
-    return CheckpointError(f"{path} is not a PyTorch checkpoint ({why})",
-                           hint="pass a V-JEPA .pth.tar/.pt, a Hugging Face VJEPA2 directory or a vjepa-edge "
-                                ".safetensors file")
+    return CheckpointError(
+        f"{path} is not a PyTorch checkpoint ({why})",
+        hint="pass a V-JEPA .pth.tar/.pt, a Hugging Face VJEPA2 directory or a vjepa-edge .safetensors file",
+    )
 
 
 def _first_line(e: BaseException) -> str:
@@ -114,8 +118,10 @@ def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
             meta = f.metadata() or {}
         return load_file(str(path)), meta
     except Exception as e:  # safetensors raises its own SafetensorError and plain OSErrors
-        raise CheckpointError(f"{path} is a truncated or corrupt safetensors file ({_first_line(e)})",
-                              hint="download or copy the file again") from None
+        raise CheckpointError(
+            f"{path} is a truncated or corrupt safetensors file ({_first_line(e)})",
+            hint="download or copy the file again",
+        ) from None
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -152,8 +158,12 @@ def _official(path: Path, obj: Any, *, frames: int | None, size: int | None) -> 
     if "encoder" not in parts:  # a target-only file: its EMA weights are the encoder
         parts["encoder"] = parts["target_encoder"]
         notes.append("no context encoder: the target encoder's weights serve as the encoder")
-    arch = VJEPAArch(version="vjepa1" if enc.pos == "sincos" else "vjepa2", encoder=enc, predictor=pred,
-                     target_encoder="target_encoder" in parts)
+    arch = VJEPAArch(
+        version="vjepa1" if enc.pos == "sincos" else "vjepa2",
+        encoder=enc,
+        predictor=pred,
+        target_encoder="target_encoder" in parts,
+    )
     weights: StateDict = {}
     for name, sd in parts.items():
         weights.update(prefix(tubelet_conv_to_linear(sd), name))
@@ -187,19 +197,34 @@ def _hf_dir(path: Path, *, frames: int | None, size: int | None) -> tuple[VJEPAA
     parts, unused = hf_vjepa2_to_native(raw)
     try:
         enc = EncoderArch(
-            embed_dim=cfg["hidden_size"], depth=cfg["num_hidden_layers"], num_heads=cfg["num_attention_heads"],
-            mlp_hidden=int(cfg["hidden_size"] * cfg.get("mlp_ratio", 4.0)), patch_size=cfg["patch_size"],
-            tubelet_size=cfg["tubelet_size"], in_chans=cfg.get("in_chans", 3), pos="rope",
-            qkv_bias=cfg.get("qkv_bias", True), norm_eps=cfg.get("layer_norm_eps", 1e-6),
-            num_frames=frames or cfg["frames_per_clip"], img_size=size or cfg["crop_size"])
+            embed_dim=cfg["hidden_size"],
+            depth=cfg["num_hidden_layers"],
+            num_heads=cfg["num_attention_heads"],
+            mlp_hidden=int(cfg["hidden_size"] * cfg.get("mlp_ratio", 4.0)),
+            patch_size=cfg["patch_size"],
+            tubelet_size=cfg["tubelet_size"],
+            in_chans=cfg.get("in_chans", 3),
+            pos="rope",
+            qkv_bias=cfg.get("qkv_bias", True),
+            norm_eps=cfg.get("layer_norm_eps", 1e-6),
+            num_frames=frames or cfg["frames_per_clip"],
+            img_size=size or cfg["crop_size"],
+        )
         pred = None
         if "predictor" in parts:
             pdim = cfg["pred_hidden_size"]
             pred = PredictorArch(
-                embed_dim=enc.embed_dim, pred_dim=pdim, depth=cfg["pred_num_hidden_layers"],
-                num_heads=cfg["pred_num_attention_heads"], mlp_hidden=int(pdim * cfg.get("pred_mlp_ratio", 4.0)),
-                num_mask_tokens=cfg["pred_num_mask_tokens"], pos="rope", sort_tokens=True,
-                qkv_bias=cfg.get("qkv_bias", True), norm_eps=cfg.get("layer_norm_eps", 1e-6))
+                embed_dim=enc.embed_dim,
+                pred_dim=pdim,
+                depth=cfg["pred_num_hidden_layers"],
+                num_heads=cfg["pred_num_attention_heads"],
+                mlp_hidden=int(pdim * cfg.get("pred_mlp_ratio", 4.0)),
+                num_mask_tokens=cfg["pred_num_mask_tokens"],
+                pos="rope",
+                sort_tokens=True,
+                qkv_bias=cfg.get("qkv_bias", True),
+                norm_eps=cfg.get("layer_norm_eps", 1e-6),
+            )
     except KeyError as e:
         raise CheckpointError(f"{path / 'config.json'} lacks {e.args[0]!r}") from None
     except ConfigError as e:
@@ -209,8 +234,12 @@ def _hf_dir(path: Path, *, frames: int | None, size: int | None) -> tuple[VJEPAA
     for name, sd in parts.items():
         weights.update(prefix(tubelet_conv_to_linear(sd), name))
     notes = (f"outside the backbone, not loaded: {len(unused)} tensors ({', '.join(unused[:3])}...)",) if unused else ()
-    src = Source(path=str(path), format="Hugging Face VJEPA2 directory",
-                 input_from="given by the caller" if frames or size else "config.json", notes=notes)
+    src = Source(
+        path=str(path),
+        format="Hugging Face VJEPA2 directory",
+        input_from="given by the caller" if frames or size else "config.json",
+        notes=notes,
+    )
     return arch, weights, src
 
 
@@ -227,8 +256,9 @@ def _ours(path: Path, sd: StateDict, meta: dict[str, str], *, frames: int | None
     return arch, sd, Source(path=str(path), format="vjepa-edge checkpoint", input_from=input_from)
 
 
-def read_checkpoint(path: str | os.PathLike[str], *, frames: int | None = None,
-                    size: int | None = None) -> tuple[VJEPAArch, StateDict, Source]:
+def read_checkpoint(
+    path: str | os.PathLike[str], *, frames: int | None = None, size: int | None = None
+) -> tuple[VJEPAArch, StateDict, Source]:
     """Detect the format of `path` and return its architecture, its weights in our layout and its provenance."""
     p = Path(path).expanduser()
     if not p.exists():
@@ -239,13 +269,17 @@ def read_checkpoint(path: str | os.PathLike[str], *, frames: int | None = None,
             return _hf_dir(p, frames=frames, size=size)
         if (p / "model.safetensors").is_file():
             return read_checkpoint(p / "model.safetensors", frames=frames, size=size)
-        raise CheckpointError(f"{p} is a directory without model.safetensors",
-                              hint="a Hugging Face directory holds config.json and model.safetensors")
+        raise CheckpointError(
+            f"{p} is a directory without model.safetensors",
+            hint="a Hugging Face directory holds config.json and model.safetensors",
+        )
     if kind == "safetensors":
         sd, meta = _load_safetensors(p)
         if meta.get("format") != FORMAT_TAG:
-            raise CheckpointError(f"{p} is a safetensors file without a vjepa-edge architecture record",
-                                  hint="pass the Hugging Face directory that holds it with its config.json")
+            raise CheckpointError(
+                f"{p} is a safetensors file without a vjepa-edge architecture record",
+                hint="pass the Hugging Face directory that holds it with its config.json",
+            )
         return _ours(p, sd, meta, frames=frames, size=size)
     if kind == "other" and not _starts_like_pickle(p):
         raise _not_a_checkpoint(p, "neither a torch.save zip archive, a pickle nor a safetensors file")

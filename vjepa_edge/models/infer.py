@@ -105,8 +105,16 @@ def infer_encoder(sd: StateDict, *, part: str = "encoder") -> tuple[EncoderArch,
     _check_blocks(sd, "blocks", depth, dim, hidden, bias, part)
     _require(sd, "norm.weight", [dim], part)
     _require(sd, "norm.bias", [dim], part)
-    common = dict(embed_dim=dim, depth=depth, num_heads=heads, mlp_hidden=hidden, patch_size=patch,
-                  tubelet_size=tubelet, in_chans=in_chans, qkv_bias=bias)
+    common = dict(
+        embed_dim=dim,
+        depth=depth,
+        num_heads=heads,
+        mlp_hidden=hidden,
+        patch_size=patch,
+        tubelet_size=tubelet,
+        in_chans=in_chans,
+        qkv_bias=bias,
+    )
     if "pos_embed" in sd:
         pe = sd["pos_embed"]
         if pe.dim() != 3 or pe.shape[0] != 1 or pe.shape[2] != dim:
@@ -117,8 +125,9 @@ def infer_encoder(sd: StateDict, *, part: str = "encoder") -> tuple[EncoderArch,
                 f"{part}: 'pos_embed' {_shape(pe)} is not V-JEPA's 3-D sin-cos embedding of any square grid"
             )
         (t, g, _), uniform_power = match
-        arch = EncoderArch(**common, pos="sincos", uniform_power=uniform_power, num_frames=t * tubelet,
-                           img_size=g * patch)
+        arch = EncoderArch(
+            **common, pos="sincos", uniform_power=uniform_power, num_frames=t * tubelet, img_size=g * patch
+        )
         return arch, "the stored pos_embed"
     size = size_for_width(dim)
     assert size is not None  # checked by _heads_for_width
@@ -142,8 +151,10 @@ def infer_predictor(sd: StateDict, enc: EncoderArch, *, part: str = "predictor")
     for i in range(n_tokens):
         _require(sd, f"mask_tokens.{i}", [1, 1, pdim], part)
     if n_tokens == 0:
-        raise ArchitectureError(f"{part}: no mask tokens ('mask_tokens.N' keys): predictors without mask tokens "
-                                "(V-JEPA 1's unused diffusion variant) are not supported")
+        raise ArchitectureError(
+            f"{part}: no mask tokens ('mask_tokens.N' keys): predictors without mask tokens "
+            "(V-JEPA 1's unused diffusion variant) are not supported"
+        )
     depth = _block_indices(sd, "predictor_blocks", part)
     fc1 = sd.get("predictor_blocks.0.mlp.fc1.weight")
     hidden = int(fc1.shape[0]) if fc1 is not None else 0
@@ -156,12 +167,23 @@ def infer_predictor(sd: StateDict, enc: EncoderArch, *, part: str = "predictor")
         pe = _require(sd, "predictor_pos_embed", [1, enc.num_patches, pdim], part)
         match = match_sincos_grid(pe)
         if match is None or match[0] != enc.grid:
-            raise ArchitectureError(f"{part}: 'predictor_pos_embed' {_shape(pe)} is not the sin-cos embedding of "
-                                    f"the encoder's grid {enc.grid}")
+            raise ArchitectureError(
+                f"{part}: 'predictor_pos_embed' {_shape(pe)} is not the sin-cos embedding of "
+                f"the encoder's grid {enc.grid}"
+            )
         uniform_power = match[1]
     else:
         heads = VJEPA2_PREDICTOR_HEADS.get(pdim) or _heads_for_width(pdim, key, _shape(w), part)
         uniform_power = True
-    return PredictorArch(embed_dim=enc.embed_dim, pred_dim=pdim, depth=depth, num_heads=heads, mlp_hidden=hidden,
-                         num_mask_tokens=n_tokens, pos=enc.pos, uniform_power=uniform_power,
-                         sort_tokens=enc.pos == "rope", qkv_bias=bias)
+    return PredictorArch(
+        embed_dim=enc.embed_dim,
+        pred_dim=pdim,
+        depth=depth,
+        num_heads=heads,
+        mlp_hidden=hidden,
+        num_mask_tokens=n_tokens,
+        pos=enc.pos,
+        uniform_power=uniform_power,
+        sort_tokens=enc.pos == "rope",
+        qkv_bias=bias,
+    )

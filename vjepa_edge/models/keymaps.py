@@ -25,7 +25,7 @@ def strip_wrapper_prefixes(sd: StateDict) -> StateDict:
     for key, value in sd.items():
         k = key
         while k.startswith(_WRAPPER_PREFIXES):
-            k = k[next(len(p) for p in _WRAPPER_PREFIXES if k.startswith(p)):]
+            k = k[next(len(p) for p in _WRAPPER_PREFIXES if k.startswith(p)) :]
         if k in out:
             raise ArchitectureError(f"two tensors map to {k!r} once wrapper prefixes are removed ({key!r})")
         out[k] = value
@@ -41,8 +41,9 @@ def tubelet_conv_to_linear(sd: StateDict, key: str = "patch_embed.proj.weight") 
     return out
 
 
-def tubelet_linear_to_conv(sd: StateDict, *, in_chans: int, tubelet: int, patch: int,
-                           key: str = "patch_embed.proj.weight") -> StateDict:
+def tubelet_linear_to_conv(
+    sd: StateDict, *, in_chans: int, tubelet: int, patch: int, key: str = "patch_embed.proj.weight"
+) -> StateDict:
     """The inverse of `tubelet_conv_to_linear`, for writing official-layout files."""
     out = dict(sd)
     w = out.get(key)
@@ -81,7 +82,7 @@ def hf_vjepa2_to_native(sd: StateDict) -> tuple[dict[str, StateDict], list[str]]
         simple = next((p for p in _HF_SIMPLE if k.startswith(p)), None)
         if simple is not None:
             part, new = _HF_SIMPLE[simple]
-            parts[part][new + k[len(simple):]] = value
+            parts[part][new + k[len(simple) :]] = value
             continue
         m = _HF_LAYER.match(k)
         if m is None:

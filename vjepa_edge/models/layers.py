@@ -49,9 +49,7 @@ def sincos_1d(dim: int, pos: Tensor) -> Tensor:
 def sincos_3d(dim: int, grid: tuple[int, int, int], *, uniform_power: bool) -> Tensor:
     """V-JEPA 1's fixed 3-D sin-cos position embedding, [T'*H'*W', dim] float32 in (t, h, w) order."""
     depth, height, width = grid
-    d, h, w = torch.meshgrid(
-        torch.arange(depth), torch.arange(height), torch.arange(width), indexing="ij"
-    )
+    d, h, w = torch.meshgrid(torch.arange(depth), torch.arange(height), torch.arange(width), indexing="ij")
     if uniform_power:
         dd = hd = wd = int(math.ceil(dim / 6) * 2)
     else:

@@ -31,8 +31,9 @@ class VisionTransformer(nn.Module):
     def __init__(self, arch: EncoderArch) -> None:
         super().__init__()
         self.arch = arch
-        self.patch_embed = TubeletEmbed(in_chans=arch.in_chans, embed_dim=arch.embed_dim,
-                                        patch_size=arch.patch_size, tubelet_size=arch.tubelet_size)
+        self.patch_embed = TubeletEmbed(
+            in_chans=arch.in_chans, embed_dim=arch.embed_dim, patch_size=arch.patch_size, tubelet_size=arch.tubelet_size
+        )
         if arch.pos == "sincos":
             pos = sincos_3d(arch.embed_dim, arch.grid, uniform_power=arch.uniform_power)
             self.register_buffer("pos_embed", pos.unsqueeze(0))
