@@ -268,3 +268,27 @@ def test_hf_config_that_disagrees_with_tensors(tmp_path: Path) -> None:
     cfg["num_hidden_layers"] = 3
     (tmp_path / "hf" / "config.json").write_text(json.dumps(cfg))
     _expect(tmp_path / "hf", "encoder.blocks.2", kind=ArchitectureError)
+
+
+def test_absent_part_says_what_the_model_holds() -> None:
+    hf = load_vjepa(HF)
+    assert getattr(hf, "target_encoder", None) is None
+    with pytest.raises(AttributeError, match="no target_encoder .*holds: encoder, predictor"):
+        hf.target_encoder(torch.randn(1, 3, 4, 48, 48))
+
+
+def test_hf_video_classification_directory_loads_the_backbone(tmp_path: Path) -> None:
+    """VJEPA2ForVideoClassification prefixes the backbone with `vjepa2.`; its head is reported, not loaded."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(HF, tmp_path / "cls")
+    sd = {f"vjepa2.{k}": v for k, v in load_file(str(HF / "model.safetensors")).items()}
+    sd["classifier.weight"] = torch.zeros(5, 48)
+    save_file(sd, str(tmp_path / "cls" / "model.safetensors"))
+    model = load_vjepa(tmp_path / "cls")
+    x = torch.randn(1, 3, 4, 48, 48)
+    with torch.no_grad():
+        assert torch.equal(model.encoder(x), load_vjepa(HF).encoder(x))
+    assert "classifier.weight" in model.source.notes[0]

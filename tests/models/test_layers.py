@@ -168,3 +168,27 @@ def test_init_rescales_residual_projections() -> None:
     enc = VisionTransformer(EncoderArch(embed_dim=48, depth=4, num_heads=3, mlp_hidden=192))
     stds = [float(b.attn.proj.weight.detach().std()) for b in enc.blocks]
     assert stds[0] / stds[3] == pytest.approx(math.sqrt(4), rel=0.25)
+
+
+def test_activation_checkpointing_gives_the_same_gradients() -> None:
+    enc = VisionTransformer(EncoderArch.from_size("vit_pico", pos="rope")).train()
+    x = torch.randn(2, 3, 4, 48, 48)
+    grads = []
+    for flag in (False, True):
+        enc.zero_grad()
+        enc.grad_checkpointing = flag
+        enc(x).square().mean().backward()
+        grads.append(enc.blocks[0].attn.qkv.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("pos", ["rope", "sincos"])
+def test_bf16_autocast_forward(pos: str) -> None:
+    enc = VisionTransformer(EncoderArch.from_size("vit_pico", pos=pos)).eval()
+    x = torch.randn(1, 3, 4, 48, 48)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        low = enc(x, torch.tensor([[0, 3, 5, 17]]))
+    with torch.no_grad():
+        ref = enc(x, torch.tensor([[0, 3, 5, 17]]))
+    assert low.dtype == torch.bfloat16
+    assert float((low.float() - ref).abs().max()) < 0.2

@@ -33,10 +33,9 @@ from vjepa_edge.errors import ArchitectureError, CheckpointError, ConfigError
 from vjepa_edge.models.arch import EncoderArch, PredictorArch, VJEPAArch
 from vjepa_edge.models.infer import infer_encoder, infer_predictor
 from vjepa_edge.models.keymaps import hf_vjepa2_to_native, prefix, strip_wrapper_prefixes, tubelet_conv_to_linear
-from vjepa_edge.models.vjepa import VJEPA, Source
+from vjepa_edge.models.vjepa import PARTS, VJEPA, Source
 
 FORMAT_TAG = "vjepa-edge"
-PARTS = ("encoder", "target_encoder", "predictor")
 StateDict = dict[str, Tensor]
 
 

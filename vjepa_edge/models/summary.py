@@ -8,7 +8,7 @@ from torch import nn
 
 from vjepa_edge.models.arch import size_for_width
 from vjepa_edge.models.checkpoint import load_vjepa
-from vjepa_edge.models.vjepa import VJEPA
+from vjepa_edge.models.vjepa import PARTS, VJEPA
 
 
 def count_params(module: nn.Module | None) -> int:
@@ -22,7 +22,7 @@ def summarize(model: VJEPA) -> dict[str, Any]:
     size_name = named[0] if named and (named[1].depth, named[1].mlp_hidden) == (e.depth, e.mlp_hidden) else "custom"
     pos = "3-D RoPE" if e.pos == "rope" else f"3-D sin-cos (uniform_power={e.uniform_power})"
     dtype = str(next(model.encoder.parameters()).dtype).removeprefix("torch.")
-    params = {part: count_params(getattr(model, part)) for part in ("encoder", "target_encoder", "predictor")}
+    params = {part: count_params(getattr(model, part, None)) for part in PARTS}
     return {
         "path": model.source.path,
         "format": model.source.format,
@@ -40,7 +40,7 @@ def summarize(model: VJEPA) -> dict[str, Any]:
             "qkv_bias": e.qkv_bias,
             "norm_eps": e.norm_eps,
         },
-        "parts": {part: getattr(model, part) is not None for part in ("encoder", "target_encoder", "predictor")},
+        "parts": {part: part in model.parts for part in PARTS},
         "parameters": params | {"total": sum(params.values())},
         "predictor": None
         if p is None

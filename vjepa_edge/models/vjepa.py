@@ -21,17 +21,36 @@ class Source:
     notes: tuple[str, ...] = field(default=())
 
 
+PARTS = ("encoder", "target_encoder", "predictor")
+
+
 class VJEPA(nn.Module):
-    """`encoder`, `target_encoder` (or None) and `predictor` (or None), built from a `VJEPAArch`."""
+    """`encoder`, plus `target_encoder` and `predictor` where the architecture (or the file) has them.
+
+    A part the model does not have raises an AttributeError that says which parts it holds, so
+    `getattr(model, "target_encoder", None)` works and a direct call fails with a readable message.
+    """
 
     def __init__(self, arch: VJEPAArch, source: Source | None = None) -> None:
         super().__init__()
         self.arch = arch
         self.source = source or Source()
         self.encoder = VisionTransformer(arch.encoder)
-        self.target_encoder = VisionTransformer(arch.encoder) if arch.target_encoder else None
-        self.predictor = Predictor(arch.predictor, arch.encoder.grid) if arch.predictor else None
+        if arch.target_encoder:
+            self.target_encoder = VisionTransformer(arch.encoder)
+        if arch.predictor is not None:
+            self.predictor = Predictor(arch.predictor, arch.encoder.grid)
 
     @property
     def parts(self) -> list[str]:
-        return [n for n in ("encoder", "target_encoder", "predictor") if getattr(self, n) is not None]
+        return [n for n in PARTS if n in self._modules]
+
+    def __getattr__(self, name: str):  # nn.Module keeps parts in _modules, so every part access comes here
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            if name not in PARTS:
+                raise
+            raise AttributeError(
+                f"this model has no {name} (it holds: {', '.join(self.parts)}; source: {self.source.format})"
+            ) from None
