@@ -150,10 +150,11 @@ def test_corrupt_member_is_caught_by_crc(tmp_path: Path) -> None:
     _expect(tmp_path / "c.pt", "corrupt")
 
 
-def test_truncated_safetensors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("keep", [20, 0.5])  # cut inside the JSON header, and inside the tensor data
+def test_truncated_safetensors(tmp_path: Path, keep: float) -> None:
     path = save_vjepa(VJEPA(_arch("vjepa2")), tmp_path / "m.safetensors")
     data = path.read_bytes()
-    path.write_bytes(data[: len(data) // 2])
+    path.write_bytes(data[: int(keep if keep >= 1 else len(data) * keep)])
     _expect(path, "truncated or corrupt")
 
 

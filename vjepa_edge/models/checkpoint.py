@@ -13,11 +13,11 @@ refused, never executed. Weights load with `strict=True`; every rename is a name
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
 import re
-import struct
 import tempfile
 import warnings
 import zipfile
@@ -52,10 +52,8 @@ def _sniff(path: Path) -> str:
         raise CheckpointError(f"{path} is empty (0 bytes)", hint="the download or copy was probably interrupted")
     if head[:4] == b"PK\x03\x04":
         return "zip"
-    if len(head) == 9 and head[8:9] == b"{":
-        (n,) = struct.unpack("<Q", head[:8])
-        if 0 < n < path.stat().st_size:
-            return "safetensors"
+    if len(head) == 9 and head[8:9] == b"{":  # u64 header length, then the JSON header
+        return "safetensors"
     return "other"
 
 
@@ -176,8 +174,6 @@ def _override_input(enc: EncoderArch, input_from: str, *, frames: int | None, si
     if enc.pos == "sincos" and (frames, size) != (enc.num_frames, enc.img_size):
         # The sin-cos table is tied to the grid it was stored for; other inputs are interpolated at run time.
         return enc, input_from + "; other sizes are interpolated at run time"
-    import dataclasses
-
     enc = dataclasses.replace(enc, num_frames=frames or enc.num_frames, img_size=size or enc.img_size)
     return enc, "given by the caller"
 
@@ -249,8 +245,6 @@ def _ours(path: Path, sd: StateDict, meta: dict[str, str], *, frames: int | None
         raise CheckpointError(f"{path}: the architecture record in the metadata is unreadable ({e})") from None
     enc, input_from = _override_input(arch.encoder, "the stored architecture record", frames=frames, size=size)
     if enc != arch.encoder:
-        import dataclasses
-
         arch = dataclasses.replace(arch, encoder=enc)
     return arch, sd, Source(path=str(path), format="vjepa-edge checkpoint", input_from=input_from)
 
