@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from vjepa_edge.models.arch import PredictorArch
+
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = FIXTURES / "vjepa1_tiny.pth.tar"
 V2 = FIXTURES / "vjepa2_tiny.pth.tar"
@@ -16,6 +18,20 @@ HF = FIXTURES / "hf_vjepa2_tiny"
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+def pico_predictor_arch(pos: str, *, num_mask_tokens: int = 2) -> PredictorArch:
+    """The predictor of the fixtures' test size (48 wide, 2 blocks, 3 heads), for a given position encoding."""
+    return PredictorArch(
+        embed_dim=48,
+        pred_dim=48,
+        depth=2,
+        num_heads=3,
+        mlp_hidden=192,
+        num_mask_tokens=num_mask_tokens,
+        pos=pos,
+        sort_tokens=pos == "rope",
+    )
 
 
 def load_io(path: Path) -> dict:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from vjepa_edge.errors import RegistryError
@@ -27,12 +27,6 @@ class Registry(Generic[T]):
             raise RegistryError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = entry
         return entry
-
-    def decorator(self, name: str) -> Callable[[T], T]:
-        def wrap(entry: T) -> T:
-            return self.register(name, entry)
-
-        return wrap
 
     def get(self, name: str) -> T:
         try:

@@ -9,26 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import HF, V1, V2
+from tests.conftest import HF, V1, V2, pico_predictor_arch
 from vjepa_edge import load_vjepa, save_vjepa
 from vjepa_edge.errors import ArchitectureError, CheckpointError
-from vjepa_edge.models import VJEPA, EncoderArch, PredictorArch, VJEPAArch
+from vjepa_edge.models import VJEPA, EncoderArch, VJEPAArch
 from vjepa_edge.models.checkpoint import read_checkpoint
+from vjepa_edge.models.keymaps import tubelet_linear_to_conv
 
 
 def _arch(version: str, *, target: bool = True) -> VJEPAArch:
     pos = "sincos" if version == "vjepa1" else "rope"
     enc = EncoderArch.from_size("vit_pico", pos=pos)
-    pred = PredictorArch(
-        embed_dim=48,
-        pred_dim=48,
-        depth=2,
-        num_heads=3,
-        mlp_hidden=192,
-        num_mask_tokens=3,
-        pos=pos,
-        sort_tokens=pos == "rope",
-    )
+    pred = pico_predictor_arch(pos, num_mask_tokens=3)
     return VJEPAArch(version=version, encoder=enc, predictor=pred, target_encoder=target)
 
 
@@ -90,10 +82,9 @@ def test_v1_grid_and_uniform_power_are_inferred_from_pos_embed(tmp_path: Path) -
         img_size=64,
     )
     model = VJEPA(VJEPAArch(version="vjepa1", encoder=enc))
-    sd = {f"module.backbone.{k.removeprefix('encoder.')}": v for k, v in model.state_dict().items()}
-    sd["module.backbone.patch_embed.proj.weight"] = sd["module.backbone.patch_embed.proj.weight"].reshape(
-        192, 3, 2, 16, 16
-    )
+    sd = {k.removeprefix("encoder."): v for k, v in model.state_dict().items()}
+    sd = tubelet_linear_to_conv(sd, in_chans=3, tubelet=2, patch=16)  # the official Conv3d layout
+    sd = {f"module.backbone.{k}": v for k, v in sd.items()}
     torch.save({"encoder": sd, "epoch": 3}, tmp_path / "v1.pth.tar")
     arch, _, src = read_checkpoint(tmp_path / "v1.pth.tar")
     assert (arch.encoder.num_frames, arch.encoder.img_size, arch.encoder.uniform_power) == (6, 64, False)

@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vjepa_edge.models.arch import EncoderArch, PredictorArch
+from tests.conftest import pico_predictor_arch
+from vjepa_edge.models.arch import EncoderArch
 from vjepa_edge.models.layers import TubeletEmbed, apply_rope, interpolate_pos_embed, rope_table, sincos_3d
 from vjepa_edge.models.predictor import Predictor
 from vjepa_edge.models.vit import VisionTransformer, gather_tokens
@@ -140,19 +141,7 @@ def test_rope_encoder_accepts_other_resolutions_and_lengths() -> None:
 def test_v2_predictor_is_invariant_to_the_order_of_its_inputs() -> None:
     """V-JEPA 2 sorts tokens by position, so shuffling context and targets (consistently) changes nothing."""
     grid = (2, 3, 3)
-    pred = Predictor(
-        PredictorArch(
-            embed_dim=48,
-            pred_dim=48,
-            depth=2,
-            num_heads=3,
-            mlp_hidden=192,
-            num_mask_tokens=2,
-            pos="rope",
-            sort_tokens=True,
-        ),
-        grid,
-    ).eval()
+    pred = Predictor(pico_predictor_arch("rope"), grid).eval()
     with torch.no_grad():
         pred.mask_tokens[1].normal_()
     ctx, tgt = torch.tensor([[1, 4, 7, 9]]), torch.tensor([[0, 2, 17]])

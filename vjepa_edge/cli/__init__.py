@@ -38,15 +38,13 @@ def _root(
 
 def main() -> None:
     """Console entry point: library errors become one message and exit code 1, never a traceback."""
-    from vjepa_edge.cli._common import err_console
+    from vjepa_edge.cli._common import err_console, report
     from vjepa_edge.errors import VjepaEdgeError
 
     try:
         app()
     except VjepaEdgeError as e:
-        err_console.print(f"[bold red]error:[/] {e.message}", highlight=False)
-        if e.hint:
-            err_console.print(f"hint: {e.hint}", highlight=False, markup=False)
+        report(e)
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")

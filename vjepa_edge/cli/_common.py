@@ -16,11 +16,16 @@ err_console = Console(stderr=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
 
 
-def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
-    """Report a library error as `error:`/`hint:` lines (and a JSON object under --json); exit code 1."""
+def report(error: VjepaEdgeError) -> None:
+    """Print a library error as one `error:` line and, when it has one, a `hint:` line on stderr."""
     err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
     if error.hint:
         err_console.print(f"hint: {error.hint}", highlight=False, markup=False, soft_wrap=True)
+
+
+def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
+    """Report a library error (and a JSON object under --json); exit code 1."""
+    report(error)
     if as_json:
         print(json.dumps(error.to_dict()))
     raise typer.Exit(1)

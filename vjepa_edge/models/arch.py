@@ -93,12 +93,10 @@ class _Record:
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names)
         if unknown:
-            hints = [
-                f"{k!r} (did you mean {difflib.get_close_matches(k, names, n=1)[0]!r}?)"
-                if difflib.get_close_matches(k, names, n=1)
-                else repr(k)
-                for k in unknown
-            ]
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(k, names, n=1)
+                hints.append(f"{k!r} (did you mean {close[0]!r}?)" if close else repr(k))
             raise ConfigError(f"unknown keys in {cls.__name__}: {', '.join(hints)}")
         kwargs = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
