@@ -43,3 +43,7 @@ class RegistryError(ConfigError):
 
 class NotBuiltError(VjepaEdgeError):
     """A command whose capability is not implemented yet."""
+
+
+class DataError(VjepaEdgeError):
+    """Video data that cannot be used: a missing source, an unreadable CSV, or too many unreadable videos."""

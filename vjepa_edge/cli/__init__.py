@@ -7,6 +7,7 @@ import sys
 
 import typer
 
+from vjepa_edge.cli import data as _data
 from vjepa_edge.cli import distill as _distill
 from vjepa_edge.cli import teacher as _teacher
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.command(name="distill")(_distill.distill)
 app.add_typer(_teacher.app, name="teacher")
+app.add_typer(_data.app, name="data")
 
 
 def _version(value: bool) -> None:
