@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teacher")
+HEAVY = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teacher", "av", "PIL")
 
 
 def test_import_is_lean() -> None:
     code = (
-        "import sys, vjepa_edge, vjepa_edge.models, vjepa_edge.cli;"
+        "import sys, vjepa_edge, vjepa_edge.models, vjepa_edge.data, vjepa_edge.cli;"
         "from vjepa_edge import load_vjepa;"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -74,10 +75,13 @@ def _render_info(info: dict[str, Any]) -> None:
     console.print(t)
     if info["unreadable"]:
         u = Table(title=f"unreadable ({len(info['unreadable'])})", title_justify="left")
-        u.add_column("file")
+        u.add_column("file", overflow="fold")
         u.add_column("reason")
+        root = Path(info["source"]).expanduser()
+        root = root if root.is_dir() else root.parent
         for item in info["unreadable"]:
-            where = f"{item['path']} (line {item['line']})" if item.get("line") else item["path"]
+            path = os.path.relpath(item["path"], root) if Path(item["path"]).is_relative_to(root) else item["path"]
+            where = f"{path} (line {item['line']})" if item.get("line") else path
             u.add_row(where, item["reason"])
         console.print(u)
 

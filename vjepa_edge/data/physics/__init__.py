@@ -27,6 +27,7 @@ from vjepa_edge.data.physics.scenes import (
     build_voe_scene,
     direction,
     make_view,
+    voe_is_clear,
 )
 from vjepa_edge.errors import ConfigError
 
@@ -198,8 +199,11 @@ def generate_voe_pair(
             continue
         scene, actions = built
         texture_seed = int(rng.integers(2**31))
-        possible, ids_p = _render(scene, scene.simulate()[0], np.random.default_rng(texture_seed), with_ids)
-        impossible, ids_i = _render(scene, scene.simulate(actions)[0], np.random.default_rng(texture_seed), with_ids)
+        state_p, state_i = scene.simulate()[0], scene.simulate(actions)[0]
+        if not voe_is_clear(kind, scene, state_p, state_i):
+            continue
+        possible, ids_p = _render(scene, state_p, np.random.default_rng(texture_seed), with_ids)
+        impossible, ids_i = _render(scene, state_i, np.random.default_rng(texture_seed), with_ids)
         differs = (possible != impossible).reshape(frames, -1).any(axis=1)
         if not differs.any():
             continue

@@ -304,6 +304,8 @@ def build_event_scene(
             continue
         if sum(hidden(scene, state, k, 0) for k in range(len(times))) > 0.3 * len(times):
             continue
+        if any(all(hidden(scene, state, k, i) for k in range(len(times))) for i in range(len(scene.bodies))):
+            continue  # an object hidden for the whole clip would make `num_objects` untrue of what is seen
         return scene, state
     raise RuntimeError(f"could not build a {event!r} scene in {attempts} attempts")  # a generator bug
 
@@ -368,6 +370,20 @@ def build_voe_scene(
     if kind != "vanishes":
         add_distractors(rng, scene, int(rng.integers(0, distractors + 1)))
     return scene, {k: action}
+
+
+def voe_is_clear(kind: str, scene: Scene, possible: FrameState, impossible: FrameState) -> bool:
+    """The violation is plain by the last frame: the ghost is past the post, the hidden ball is back."""
+    b = scene.bodies[0]
+    if kind == "passes_through":
+        post = scene.posts[0]
+        start, end_p, end_i = possible.x[0][0], possible.x[-1][0], impossible.x[-1][0]
+        if start < post.x0:
+            return end_p + b.r < post.x0 and end_i - b.r > post.x1
+        return end_p - b.r > post.x1 and end_i + b.r < post.x0
+    if kind == "vanishes":
+        return not hidden(scene, possible, len(possible.x) - 1, 0)
+    return True
 
 
 def _set(**changes) -> Callable[[World], None]:
