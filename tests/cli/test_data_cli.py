@@ -10,13 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
 from typer.testing import CliRunner
 
 from tests.data.videos import encode_video
 from vjepa_edge.cli import app
 from vjepa_edge.data.physics import EVENTS
-
 
 runner = CliRunner()
 
