@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from vjepa_edge.data.config import ClipSpec
-from vjepa_edge.data.transforms import ClipTransform
+from vjepa_edge.data.transforms import ClipTransform, sample_generator
 from vjepa_edge.data.video import VideoInfo, VideoReadError, probe, read_frames, sample_indices
 from vjepa_edge.errors import DataError
 
@@ -179,10 +178,6 @@ class VideoDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _generator(self, index: int) -> torch.Generator:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(2, dtype=np.uint32)
-        return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
-
     def _info(self, path: Path) -> VideoInfo:
         # Probing is a pure function of the file: cache it (per worker) so each file is probed once.
         if path not in self._infos:
@@ -206,7 +201,7 @@ class VideoDataset(Dataset):
         for attempt in range(min(self.max_retries + 1, len(self.entries))):
             entry = self.entries[(index + attempt) % len(self.entries)]
             try:
-                clip = self._clip(entry, self._generator(index))
+                clip = self._clip(entry, sample_generator(self.seed, self.epoch, index))
             except DataError as err:
                 skipped.append((entry.where, getattr(err, "reason", err.message)))
                 continue

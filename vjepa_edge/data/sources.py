@@ -11,13 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from torch.utils.data import Dataset
 
 from vjepa_edge.data.config import AugmentConfig, ClipSpec
 from vjepa_edge.data.physics import EVENTS, LABELS, PhysicsConfig, generate_clip
-from vjepa_edge.data.transforms import ClipTransform
+from vjepa_edge.data.transforms import ClipTransform, sample_generator
 from vjepa_edge.errors import DataError
 
 PHYSICS = "physics"
@@ -26,12 +24,6 @@ SOURCE_HINT = (
 )
 # Held-out physics clips come from their own random stream, so they never repeat a training clip.
 _SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """One integer seed per (seed, epoch, index), the same in every process and run."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
-    return int(state[0]) << 31 | int(state[1]) >> 1
 
 
 class PhysicsDataset(Dataset):
@@ -84,8 +76,7 @@ class PhysicsDataset(Dataset):
             fps=self.fps,
             config=self.config,
         )
-        g = torch.Generator().manual_seed(sample_seed(self.seed, self.epoch, index))
-        clip, flipped = self.transform(c.frames, g)
+        clip, flipped = self.transform(c.frames, sample_generator(self.seed, self.epoch, index))
         labels = c.labels()
         if flipped and c.direction in ("left", "right"):
             labels["direction"] = LABELS["direction"].index("right" if c.direction == "left" else "left")

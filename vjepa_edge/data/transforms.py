@@ -18,6 +18,12 @@ from vjepa_edge.data.config import AugmentConfig
 Mode = Literal["train", "eval", "none"]
 
 
+def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
+    """The generator of one sample's random draws: the same for (seed, epoch, index) in every process and run."""
+    state = np.random.SeedSequence([seed, epoch, index]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
 def _rrc_box(
     height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], g: torch.Generator
 ) -> tuple[int, int, int, int]:
