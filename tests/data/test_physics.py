@@ -216,3 +216,21 @@ def test_dataset_items_labels_and_flip():
     assert 0 < flips < 8
     val = PhysicsDataset(spec, length=64, split="val", seed=1)
     assert not torch.equal(val[2]["clip"], PhysicsDataset(spec, length=64, seed=1)[2]["clip"])
+
+
+@pytest.mark.parametrize("frames,fps", [(64, 30.0), (8, 4.0), (16, 2.0)])
+def test_labels_hold_at_other_frame_counts_and_rates(frames, fps):
+    """Scenes adapt to the clip's duration (0.5 s to 8 s here): the event still shows in the pixels."""
+    falls = _clip("falls", 0, frames=frames, fps=fps)
+    xy, seen = _centroids(falls.ids)
+    first, last = np.flatnonzero(seen)[[0, -1]]
+    assert xy[last, 1] - xy[first, 1] > 3
+    thrown = _clip("thrown", 0, frames=frames, fps=fps)
+    y = _centroids(thrown.ids)[0][:, 1]
+    top = int(np.nanargmin(y))
+    assert 0 < top < len(y) - 1 and y[0] - y[top] > 3
+    x = _centroids(_clip("rebounds", 0, frames=frames, fps=fps).ids)[0][:, 0]
+    moving = np.diff(x)[np.abs(np.diff(x)) > 0.2]
+    assert (moving > 0).any() and (moving < 0).any()
+    p = generate_voe_pair(0, kind="passes_through", frames=frames, fps=fps, size=SIZE)
+    assert np.array_equal(p.possible[: p.diverge_frame], p.impossible[: p.diverge_frame])
