@@ -157,7 +157,7 @@ def _check_violation(p):
     xy_p, seen_p = _centroids(ip)
     xy_i, seen_i = _centroids(ii)
     if p.kind == "vanishes":
-        assert (ip[d:] == 1).any(axis=(1, 2)).all() is not False and (ip[-1] == 1).any()  # it comes back...
+        assert (ip[-1] == 1).any()  # it comes back (at `d` only its antialiased edge may show)...
         assert not (ii[d:] == 1).any()  # ...but not in the impossible clip
         assert p.event_frame < d  # it vanished while hidden
     elif p.kind == "teleports":

@@ -108,8 +108,8 @@ def info(
         with _progress() as bar:
             task = bar.add_task("reading" if source != PHYSICS else "simulating", total=None)
 
-            def advance(n: int = 1, advance: int | None = None) -> None:
-                bar.advance(task, advance or n)
+            def advance(advance: int = 1) -> None:
+                bar.advance(task, advance)
 
             summary = describe_source(source, spec=spec, deep=deep, length=clips, progress=advance)
         if summary["clips"] and not summary["readable"]:
@@ -142,10 +142,10 @@ def _physics_rows(count: int, spec, seed: int, voe: bool) -> list[tuple[Any, str
 
 
 def _video_rows(source: str, count: int, spec) -> tuple[list[tuple[Any, str]], list[str]]:
-    from vjepa_edge.data.sources import _video_entries
+    from vjepa_edge.data.sources import video_entries
     from vjepa_edge.data.video import probe, read_frames, sample_indices
 
-    entries = _video_entries(source)
+    entries = video_entries(source)
     picks = sorted({round(i * (len(entries) - 1) / max(1, count - 1)) for i in range(min(count, len(entries)))})
     rows, failed = [], []
     for i in picks:

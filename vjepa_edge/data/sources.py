@@ -96,7 +96,7 @@ def check_source(source: str) -> None:
         raise DataError(f"no such data source: {source!r}", hint=SOURCE_HINT)
 
 
-def _video_entries(source: str):
+def video_entries(source: str):
     from vjepa_edge.data.folders import VIDEO_EXTENSIONS, VideoEntry, read_csv, scan_directory
 
     path = Path(source).expanduser()
@@ -133,7 +133,7 @@ def open_source(
     from vjepa_edge.data.folders import VideoDataset
 
     transform = ClipTransform(spec.size, "train" if train else "eval", augment)
-    return VideoDataset(_video_entries(source), spec, transform, train=train, seed=seed)
+    return VideoDataset(video_entries(source), spec, transform, train=train, seed=seed)
 
 
 def describe_source(
@@ -152,22 +152,20 @@ def describe_source(
         return {
             "source": source,
             "kind": "videos",
-            **summarize_videos(_video_entries(source), deep=deep, progress=progress),
+            **summarize_videos(video_entries(source), deep=deep, progress=progress),
         }
     from collections import Counter
-
-    from vjepa_edge.data.physics import generate_clip as _gen
 
     config = PhysicsConfig()
     fps = float(spec.fps or config.fps)
     hist: dict[str, Counter] = {name: Counter() for name in LABELS}
     for i in range(length):  # labels come from the simulation; rendering is cheap at 16 px
-        c = _gen(i, frames=spec.frames, size=16, fps=fps, config=config)
+        c = generate_clip(i, frames=spec.frames, size=16, fps=fps, config=config)
         hist["event"][c.event] += 1
         hist["num_objects"][str(c.num_objects)] += 1
         hist["direction"][c.direction] += 1
-        if progress:
-            progress(1)
+        if progress is not None:
+            progress(advance=1)
     duration = spec.frames / fps
     return {
         "source": PHYSICS,
