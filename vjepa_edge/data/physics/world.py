@@ -61,11 +61,11 @@ class Rect:
 
 @dataclass(slots=True)
 class Events:
-    """What the simulation did, with times in seconds: (time, body, speed) and (time, i, j)."""
+    """What the simulation did, with times in seconds: (time, body, speed) and (time, i, j). Scene checks read
+    these; a post hit needs no record (the pass-through check reads positions)."""
 
     floor: list[tuple[float, int, float]] = field(default_factory=list)
     wall: list[tuple[float, int, float]] = field(default_factory=list)
-    post: list[tuple[float, int, float]] = field(default_factory=list)
     contact: list[tuple[float, int, int]] = field(default_factory=list)
 
 
@@ -124,7 +124,6 @@ class World:
         b.y += ny * (b.r - d)
         vn = b.vx * nx + b.vy * ny
         if vn < 0.0:
-            self.events.post.append((t, i, -vn))
             b.vx -= (1.0 + b.restitution) * vn * nx
             b.vy -= (1.0 + b.restitution) * vn * ny
 
