@@ -106,9 +106,9 @@ class World:
                     b.vx = -b.vx * b.restitution
         if not b.ghost:
             for post in self.posts:
-                self._post(i, b, post, t)
+                self._post(b, post)
 
-    def _post(self, i: int, b: Body, p: Rect, t: float) -> None:
+    def _post(self, b: Body, p: Rect) -> None:
         cx = min(max(b.x, p.x0), p.x1)
         cy = min(max(b.y, p.y0), p.y1)
         dx, dy = b.x - cx, b.y - cy
