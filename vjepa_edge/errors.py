@@ -47,3 +47,7 @@ class NotBuiltError(VjepaEdgeError):
 
 class DataError(VjepaEdgeError):
     """Video data that cannot be used: a missing source, an unreadable CSV, or too many unreadable videos."""
+
+
+class TrainingError(VjepaEdgeError):
+    """A training run that cannot go on: a non-finite loss, a run folder that does not match, a bad resume."""

@@ -33,3 +33,21 @@ def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
 
 def emit_json(obj: Any) -> None:
     print(json.dumps(obj))
+
+
+def setup_logging() -> None:
+    """Library log records to stderr: INFO and up on rank 0 of a torchrun job (or a single process),
+    warnings only on the other ranks, so that one process alone speaks."""
+    import logging
+    import os
+
+    from rich.logging import RichHandler
+
+    rank = int(os.environ.get("RANK", "0"))
+    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("vjepa_edge", "teacher"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+        logger.propagate = False

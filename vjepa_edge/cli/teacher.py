@@ -1,4 +1,4 @@
-"""`vjepa-edge teacher ...`: look at teacher checkpoints (pretraining arrives with the teacher/ app)."""
+"""`vjepa-edge teacher ...`: pretrain V-JEPA teachers (the teacher/ app, imported lazily) and inspect checkpoints."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, console, emit_json, fail
+from vjepa_edge.cli._common import JsonOpt, console, emit_json, fail, setup_logging
 from vjepa_edge.errors import VjepaEdgeError
 
-app = typer.Typer(no_args_is_help=True, help="Inspect V-JEPA teacher checkpoints.")
+app = typer.Typer(no_args_is_help=True, help="Pretrain V-JEPA teachers and inspect teacher checkpoints.")
 
 
 def _fmt_params(n: int) -> str:
@@ -73,3 +73,73 @@ def inspect(
         emit_json(info)
     else:
         _render(info)
+
+
+@app.command()
+def pretrain(
+    config: Annotated[
+        str,
+        typer.Option(help="A teacher config TOML (teacher/configs/NAME.toml) or a bundled name: physics, vitl16, ..."),
+    ] = "physics",
+    steps: Annotated[
+        int | None, typer.Option(help="Train this many steps instead (warmup and cooldown keep their share).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/teacher/NAME).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+    data: Annotated[
+        str | None, typer.Option(help="Data SOURCE instead of the config's: physics, a folder of videos or a CSV.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    json_out: JsonOpt = False,
+) -> None:
+    """Pretrain a V-JEPA teacher: EMA target, multiblock-3D masks, V-JEPA 1/2 schedules; torchrun scales out."""
+    setup_logging()
+    try:
+        from teacher.config import load_config
+        from teacher.train import pretrain as run_pretrain
+
+        cfg = load_config(config)
+        if steps is not None:
+            cfg = cfg.with_steps(steps)
+        if data is not None:
+            cfg = cfg.with_source(data)
+        run_dir = out or Path("runs") / "teacher" / cfg.name
+        result = run_pretrain(cfg, run_dir, resume=resume, progress=progress and not json_out)
+    except VjepaEdgeError as e:
+        fail(e, as_json=json_out)
+    if not result.report:  # a non-zero rank of a torchrun job
+        return
+    r = result.report
+    if json_out:
+        emit_json(r)
+        return
+    console.print(
+        f"pretrained [bold]{r['config']}[/] for {r['steps']} steps: "
+        f"loss {r['first_loss']:.4f} -> {r['final_loss']:.4f}, "
+        f"{r['clips_per_s']:.1f} clips/s ({r['precision']}, {r['world_size']} process(es))"
+    )
+    if r["collapse_warnings"]:
+        console.print(f"[yellow]collapse warnings at steps {r['collapse_warnings']}[/]")
+    console.print(f"teacher:  {result.teacher}   (load_vjepa reads it; .target_encoder is the EMA teacher)")
+    console.print(f"run:      {result.run_dir}   (config.json, env.json, metrics.jsonl, checkpoints/, report.json)")
+
+
+@app.command()
+def embedded(
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Pretrain again even when a cached one exists.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Print the cached embedded physics teacher's path, pretraining it first when it is not cached."""
+    setup_logging()
+    try:
+        from teacher.embedded import embedded_teacher
+
+        path = embedded_teacher(rebuild=rebuild, progress=not json_out)
+    except VjepaEdgeError as e:
+        fail(e, as_json=json_out)
+    if json_out:
+        emit_json({"teacher": str(path)})
+    else:
+        console.print(str(path))

@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vjepa_edge.data.health import BadDataTracker
+from vjepa_edge.errors import DataError
 
 
 def collate_clips(samples: list[dict[str, Any]]) -> dict[str, Any]:
@@ -52,22 +53,28 @@ class ClipLoader:
         seed: int = 0,
         collate: Callable[[list[dict[str, Any]]], Any] | None = None,
         max_bad_fraction: float = 0.05,
+        batch_sampler: Sampler[list[int]] | None = None,
+        health: BadDataTracker | None = None,
     ) -> None:
+        """`batch_sampler` (e.g. a `StepBatchSampler`) replaces batch_size/shuffle/drop_last; `health` shares
+        one bad-file tracker between the loaders of successive epochs."""
         self.dataset = dataset
-        self.health = BadDataTracker(_num_files(dataset), max_bad_fraction)
+        self.health = health or BadDataTracker(_num_files(dataset), max_bad_fraction)
         self.seed = seed
         self.epoch = 0
         self._generator = torch.Generator()
+        batching: dict[str, Any] = (
+            {"batch_sampler": batch_sampler}
+            if batch_sampler is not None
+            else {"batch_size": batch_size, "shuffle": shuffle, "drop_last": drop_last, "generator": self._generator}
+        )
         self.loader = DataLoader(
             dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
             num_workers=num_workers,
-            drop_last=drop_last,
             collate_fn=collate or collate_clips,
-            generator=self._generator,
             persistent_workers=False,
             prefetch_factor=4 if num_workers > 0 else None,
+            **batching,
         )
 
     def set_epoch(self, epoch: int) -> None:
@@ -85,3 +92,54 @@ class ClipLoader:
             first = batch[0] if isinstance(batch, tuple) else batch
             self.health.record(first["skipped"])
             yield batch
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """The batches of one epoch for one process, as a pure function of (seed, epoch, rank), from batch `start`.
+
+    Every epoch is a permutation of the dataset drawn from (seed, epoch), cut into global batches of
+    `batch_size * world_size` clips (the incomplete last one is dropped); process `rank` takes its slice of
+    each global batch. A run resumed at step s starts at epoch `s // steps_per_epoch`, batch
+    `s % steps_per_epoch`, and sees exactly the clips an uninterrupted run would have seen.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        batch_size: int,
+        *,
+        seed: int,
+        epoch: int,
+        start: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        self.num_items, self.batch_size, self.seed, self.epoch = num_items, batch_size, seed, epoch
+        self.rank, self.world_size = rank, world_size
+        self.steps = steps_per_epoch(num_items, batch_size, world_size)
+        if not 0 <= start <= self.steps:
+            raise ValueError(f"start={start} is outside the epoch's {self.steps} batches")
+        self.start = start
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_items, generator=g)
+        global_batch = self.batch_size * self.world_size
+        for j in range(self.start, self.steps):
+            batch = order[j * global_batch : (j + 1) * global_batch]
+            yield batch[self.rank * self.batch_size : (self.rank + 1) * self.batch_size].tolist()
+
+
+def steps_per_epoch(num_items: int, batch_size: int, world_size: int = 1) -> int:
+    """Full global batches in one pass over `num_items` clips; an error when there is not even one."""
+    steps = num_items // (batch_size * world_size)
+    if steps < 1:
+        raise DataError(
+            f"the data source has {num_items} clips, fewer than one global batch "
+            f"({batch_size} per process x {world_size} processes)",
+            hint="lower the batch size or add videos",
+        )
+    return steps

@@ -312,10 +312,17 @@ def load_vjepa(path: str | os.PathLike[str], *, frames: int | None = None, size:
 
 def save_vjepa(model: VJEPA, path: str | os.PathLike[str]) -> Path:
     """Write `model` as one safetensors file with its architecture record; atomic (temp file + rename)."""
+    return save_weights(model.arch, model.state_dict(), path)
+
+
+def save_weights(arch: VJEPAArch, state_dict: dict[str, Tensor], path: str | os.PathLike[str]) -> Path:
+    """Write a VJEPA state dict with its architecture record as safetensors, atomically (temp file + rename).
+
+    For callers that gather the weights themselves (FSDP2 training holds them sharded)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    sd = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT_TAG, "arch": json.dumps(model.arch.to_dict())}
+    sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    meta = {"format": FORMAT_TAG, "arch": json.dumps(arch.to_dict())}
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     os.close(fd)
     try:

@@ -1,0 +1,321 @@
+"""A pretraining config: model, data, masks, optimisation and run settings, loaded strictly from TOML.
+
+Every section is a frozen, keyword-only dataclass that checks itself; `load_config(path)` reports every
+problem of a file at once (unknown keys with "did you mean", wrong types, bad values). The published
+V-JEPA configs map onto these fields one to one; `teacher/configs/*.toml` cite the original keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from vjepa_edge.config import build, load_toml, to_dict
+from vjepa_edge.data.config import AugmentConfig, ClipSpec
+from vjepa_edge.data.masks import VJEPA_MASKS, MaskSpec
+from vjepa_edge.errors import ConfigError
+from vjepa_edge.models.arch import VIT_SIZES, EncoderArch, PredictorArch, VJEPAArch
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ModelConfig:
+    """The encoder (a registered ViT `size`, or explicit dimensions) and the predictor.
+
+    `pos = "sincos"` is V-JEPA 1 (fixed 3-D sin-cos table), `"rope"` V-JEPA 2 (3-D RoPE in every layer).
+    `pred_heads = 0` means "as many as the encoder" (V-JEPA 1); V-JEPA 2 uses 12.
+    """
+
+    size: str = ""
+    embed_dim: int = 0
+    depth: int = 0
+    num_heads: int = 0
+    mlp_ratio: float = 4.0
+    patch_size: int = 16
+    tubelet_size: int = 2
+    pos: Literal["sincos", "rope"] = "rope"
+    uniform_power: bool = True
+    pred_dim: int = 384
+    pred_depth: int = 12
+    pred_heads: int = 0
+    pred_mlp_ratio: float = 4.0
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        if self.size:
+            if self.size not in VIT_SIZES.names():
+                p.append(f"size={self.size!r}: not a registered ViT size ({', '.join(VIT_SIZES.names())})")
+        elif not (self.embed_dim > 0 and self.depth > 0 and self.num_heads > 0):
+            p.append("give either size (a registered ViT size) or embed_dim, depth and num_heads")
+        for name in ("patch_size", "tubelet_size", "pred_dim", "pred_depth"):
+            if getattr(self, name) <= 0:
+                p.append(f"{name}={getattr(self, name)}: need a positive integer")
+        if self.mlp_ratio <= 0 or self.pred_mlp_ratio <= 0:
+            p.append("mlp_ratio and pred_mlp_ratio must be positive")
+        if p:
+            raise ConfigError("invalid model", problems=p)
+
+    def encoder_arch(self, clip: ClipSpec) -> EncoderArch:
+        dims: dict[str, Any] = {}
+        if self.size:
+            s = VIT_SIZES.get(self.size)
+            dims = dict(embed_dim=s.embed_dim, depth=s.depth, num_heads=s.num_heads, mlp_hidden=s.mlp_hidden)
+        for name in ("embed_dim", "depth", "num_heads"):
+            if getattr(self, name):
+                dims[name] = getattr(self, name)
+        if not self.size or self.embed_dim:
+            dims["mlp_hidden"] = int(dims["embed_dim"] * self.mlp_ratio)
+        return EncoderArch(
+            **dims,
+            patch_size=self.patch_size,
+            tubelet_size=self.tubelet_size,
+            pos=self.pos,
+            uniform_power=self.uniform_power,
+            num_frames=clip.frames,
+            img_size=clip.size,
+        )
+
+    def arch(self, clip: ClipSpec, num_masks: int) -> VJEPAArch:
+        enc = self.encoder_arch(clip)
+        pred = PredictorArch(
+            embed_dim=enc.embed_dim,
+            pred_dim=self.pred_dim,
+            depth=self.pred_depth,
+            num_heads=self.pred_heads or enc.num_heads,
+            mlp_hidden=int(self.pred_dim * self.pred_mlp_ratio),
+            num_mask_tokens=num_masks,
+            pos=self.pos,
+            uniform_power=self.uniform_power,
+            sort_tokens=self.pos == "rope",
+        )
+        return VJEPAArch(
+            version="vjepa1" if self.pos == "sincos" else "vjepa2", encoder=enc, predictor=pred, target_encoder=True
+        )
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class DataConfig:
+    """What the model sees: SOURCE (`physics`, a folder, a CSV), the clip, augmentation, batch per process."""
+
+    source: str = "physics"
+    clip: ClipSpec = field(default_factory=ClipSpec)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 16
+    num_workers: int = 1
+    physics_clips: int = 8192  # clips per epoch of the generator (a real source has as many as it has videos)
+    max_bad_fraction: float = 0.05
+
+    def __post_init__(self) -> None:
+        p = []
+        if not self.source:
+            p.append("source: give a data source (physics, a folder of videos or a CSV)")
+        if self.batch_size < 1:
+            p.append(f"batch_size={self.batch_size}: need a positive integer")
+        if self.num_workers < 0:
+            p.append(f"num_workers={self.num_workers}: need 0 or more")
+        if self.physics_clips < 1:
+            p.append(f"physics_clips={self.physics_clips}: need a positive integer")
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            p.append(f"max_bad_fraction={self.max_bad_fraction}: need a fraction in [0, 1]")
+        if p:
+            raise ConfigError("invalid data", problems=p)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OptimConfig:
+    """AdamW and the schedules of V-JEPA 1 (`vjepa1`) or V-JEPA 2 (`vjepa2`), in optimizer steps.
+
+    vjepa1: lr warms up linearly from `start_lr` to `lr` over `warmup_steps`, then follows a cosine to
+    `final_lr`; weight decay follows a cosine from `weight_decay` to `final_weight_decay`; EMA momentum rises
+    linearly from `ema[0]` to `ema[1]`. All three run over `steps * ipe_scale` steps and training stops at
+    `steps` (V-JEPA 1 truncates its schedules with ipe_scale 1.25). Gradients are clipped to `clip_grad` after
+    warmup.
+    vjepa2: the same warmup, then constant lr; the last `cooldown_steps` decay linearly to `final_lr`;
+    weight decay and EMA momentum stay at `weight_decay` and `ema[0]`.
+    """
+
+    schedule: Literal["vjepa1", "vjepa2"] = "vjepa1"
+    steps: int = 1000
+    warmup_steps: int = 100
+    start_lr: float = 2e-4
+    lr: float = 6.25e-4
+    final_lr: float = 1e-6
+    weight_decay: float = 0.04
+    final_weight_decay: float = 0.4
+    ema: tuple[float, float] = (0.998, 1.0)
+    ipe_scale: float = 1.25
+    cooldown_steps: int = 0
+    clip_grad: float = 10.0  # 0 turns clipping off (V-JEPA 2)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.steps < 1:
+            p.append(f"steps={self.steps}: need a positive integer")
+        if not 0 <= self.warmup_steps <= self.steps:
+            p.append(f"warmup_steps={self.warmup_steps}: need 0 <= warmup_steps <= steps ({self.steps})")
+        if not 0 <= self.cooldown_steps <= self.steps - self.warmup_steps:
+            p.append(f"cooldown_steps={self.cooldown_steps}: need 0 <= cooldown_steps <= steps - warmup_steps")
+        if self.cooldown_steps and self.schedule != "vjepa2":
+            p.append("cooldown_steps applies to the vjepa2 schedule only")
+        for name in ("start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay", "clip_grad"):
+            if getattr(self, name) < 0:
+                p.append(f"{name}={getattr(self, name)}: must not be negative")
+        if not all(0.0 <= m <= 1.0 for m in self.ema) or self.ema[0] > self.ema[1]:
+            p.append(f"ema={list(self.ema)}: need two momenta 0 <= start <= end <= 1")
+        if self.ipe_scale < 1.0:
+            p.append(f"ipe_scale={self.ipe_scale}: need at least 1 (schedules cannot end before training does)")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            p.append(f"betas={list(self.betas)}: need two numbers in [0, 1)")
+        if p:
+            raise ConfigError("invalid optim", problems=p)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RunConfig:
+    """Seed, precision, checkpointing and scale-out of a run.
+
+    precision "auto": bf16 autocast on CUDA and on CPUs with native bf16 (AVX512-BF16 / AMX), fp32 elsewhere.
+    collapse_std: warn when the mean per-dimension std of the target features falls below this fraction of
+    its value at the first step.
+    """
+
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    activation_checkpointing: bool = False
+    distributed: Literal["ddp", "fsdp2"] = "ddp"
+    checkpoint_every: int = 100
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    collapse_std: float = 0.1
+
+    def __post_init__(self) -> None:
+        p = []
+        if self.checkpoint_every < 1:
+            p.append(f"checkpoint_every={self.checkpoint_every}: need a positive integer")
+        if self.keep_checkpoints < 1:
+            p.append(f"keep_checkpoints={self.keep_checkpoints}: need at least 1")
+        if self.log_every < 1:
+            p.append(f"log_every={self.log_every}: need a positive integer")
+        if not 0.0 <= self.collapse_std < 1.0:
+            p.append(f"collapse_std={self.collapse_std}: need a fraction in [0, 1)")
+        if p:
+            raise ConfigError("invalid run", problems=p)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TeacherConfig:
+    """One pretraining config (a `teacher/configs/*.toml` file)."""
+
+    name: str
+    description: str = ""
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    masks: tuple[MaskSpec, ...] = VJEPA_MASKS
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        p = []
+        if not self.masks:
+            p.append("masks: need at least one [[masks]] table")
+        try:
+            self.arch()
+        except ConfigError as e:
+            p += e.problems or [e.message]
+        if p:
+            raise ConfigError("invalid config", problems=p)
+
+    def arch(self) -> VJEPAArch:
+        return self.model.arch(self.data.clip, len(self.masks))
+
+    def replace(self, **sections: Any) -> TeacherConfig:
+        """A copy with sections (or fields of sections, as `optim={"steps": 10}`) replaced, validated again."""
+        data = self.to_dict()
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                data[key] = {**data.get(key, {}), **value}
+            else:
+                data[key] = value
+        return config_from_dict(data, where=self.name)
+
+    def with_steps(self, steps: int) -> TeacherConfig:
+        """The same run shortened or stretched to `steps`; warmup and cooldown keep their share of the run."""
+        o = self.optim
+        scale = steps / o.steps
+        warmup = min(steps, round(o.warmup_steps * scale))
+        cooldown = min(steps - warmup, round(o.cooldown_steps * scale))
+        return self.replace(optim={"steps": steps, "warmup_steps": warmup, "cooldown_steps": cooldown})
+
+    def with_source(self, source: str) -> TeacherConfig:
+        return self.replace(data={"source": source})
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    def digest(self) -> str:
+        """A short hash of everything that changes the trained weights (for cache keys)."""
+        data = self.to_dict()
+        data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
+        data.pop("description", None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _prepare(data: dict[str, Any]) -> dict[str, Any]:
+    """`fps` in a clip table replaces the default `frame_step` unless both are written out."""
+    data = dict(data)
+    d = data.get("data")
+    if isinstance(d, dict) and isinstance(d.get("clip"), dict):
+        clip = dict(d["clip"])
+        if "fps" in clip and "frame_step" not in clip:
+            clip["frame_step"] = None
+        data["data"] = {**d, "clip": clip}
+    return data
+
+
+def config_from_dict(data: dict[str, Any], *, where: str = "") -> TeacherConfig:
+    try:
+        return build(TeacherConfig, _prepare(data))
+    except ConfigError as e:
+        raise ConfigError(f"invalid teacher config {where}".rstrip(), problems=e.problems, hint=e.hint) from None
+
+
+def resolve_config_path(path_or_name: str | Path) -> Path:
+    """A path to a TOML file, or the name of a bundled config (`physics`, `vitl16`, ...)."""
+    p = Path(path_or_name).expanduser()
+    if p.is_file():
+        return p
+    bundled = CONFIG_DIR / f"{path_or_name}.toml"
+    if bundled.is_file():
+        return bundled
+    names = ", ".join(sorted(c.stem for c in CONFIG_DIR.glob("*.toml")))
+    raise ConfigError(f"no such teacher config: {path_or_name}", hint=f"pass a TOML file or one of: {names}")
+
+
+def load_config(path_or_name: str | Path) -> TeacherConfig:
+    """Load a teacher config strictly; every problem of the file is listed in one ConfigError."""
+    path = resolve_config_path(path_or_name)
+    data = load_toml(path, what="teacher config")
+    data.setdefault("name", path.stem)
+    return config_from_dict(data, where=str(path))
+
+
+def bundled_configs() -> list[Path]:
+    return sorted(CONFIG_DIR.glob("*.toml"))
+
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "RunConfig",
+    "TeacherConfig",
+    "bundled_configs",
+    "config_from_dict",
+    "load_config",
+]

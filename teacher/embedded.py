@@ -1,0 +1,68 @@
+"""The embedded teacher: `teacher/configs/physics.toml` pretrained once per machine and cached.
+
+A distillation that needs the default teacher calls `embedded_teacher()`: the cached file is returned at
+once; when there is none, it is pretrained first (with a message saying so and how long it takes), in a run
+folder beside the cache that an interrupted first use resumes. The cache key is a hash of the config, so a
+changed config never reuses an old teacher.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from teacher.config import TeacherConfig, load_config
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "physics"
+# Measured on the reference machine (2 AMD EPYC cores with AVX512-BF16); see bench/pretrain_throughput.py.
+REFERENCE_MINUTES = 10
+
+
+def cache_root() -> Path:
+    """`$VJEPA_EDGE_CACHE`, else `$XDG_CACHE_HOME/vjepa-edge`, else `~/.cache/vjepa-edge`."""
+    if os.environ.get("VJEPA_EDGE_CACHE"):
+        return Path(os.environ["VJEPA_EDGE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(xdg).expanduser() / "vjepa-edge"
+
+
+def embedded_config() -> TeacherConfig:
+    return load_config(EMBEDDED)
+
+
+def embedded_teacher_path(config: TeacherConfig | None = None) -> Path:
+    config = config or embedded_config()
+    return cache_root() / "teachers" / f"{config.name}-{config.digest()}.safetensors"
+
+
+def embedded_teacher(*, rebuild: bool = False, progress: bool = True, config: TeacherConfig | None = None) -> Path:
+    """The cached embedded teacher's file, pretraining it first when it is not cached yet."""
+    config = config or embedded_config()
+    path = embedded_teacher_path(config)
+    if path.is_file() and not rebuild:
+        return path
+    run_dir = path.with_suffix(".run")
+    if rebuild and run_dir.exists():
+        shutil.rmtree(run_dir)
+    resume = (run_dir / "config.json").is_file()
+    log.warning(
+        "%s the embedded teacher (%s, %d steps): about %d minutes on 2 CPU cores with bf16, longer without; "
+        "it is cached in %s and reused from then on",
+        "Resuming the pretraining of" if resume else "No cached teacher yet: pretraining",
+        config.name,
+        config.optim.steps,
+        REFERENCE_MINUTES,
+        path.parent,
+    )
+    from teacher.train import pretrain
+
+    result = pretrain(config, run_dir, resume=resume, progress=progress)
+    tmp = path.with_suffix(".tmp")
+    shutil.copyfile(result.teacher, tmp)
+    os.replace(tmp, path)
+    log.warning("embedded teacher cached at %s", path)
+    return path

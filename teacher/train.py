@@ -1,0 +1,440 @@
+"""V-JEPA pretraining: context encoder + predictor regress the EMA target encoder's features of masked tokens.
+
+One step (as `app/vjepa/train.py`): the target encoder (no gradient) encodes the full clip and its output
+goes through a non-affine LayerNorm; for each mask spec, the context encoder encodes only the context tokens
+and the predictor predicts the target tokens; the loss is the L1 distance at the targets, averaged over the
+masks. AdamW steps the context encoder and predictor (no weight decay on biases and 1-D parameters), the
+gradients are clipped per the schedule, and the target encoder moves toward the context encoder by EMA.
+
+Everything a step depends on is a function of (config, step): data order (`StepBatchSampler`), augmentation
+(seed, epoch, index), masks (seed, rank, step), lr / weight decay / momentum. A resumed run therefore ends
+with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from teacher.config import TeacherConfig, config_from_dict
+from teacher.distributed import DistInfo, any_across, mean_across, setup, shard_fsdp2, wrap_ddp
+from teacher.schedules import Schedule
+from teacher.state import list_checkpoints, load_checkpoint, save_checkpoint
+from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, steps_per_epoch
+from vjepa_edge.data.masks import MultiBlock3DMasker
+from vjepa_edge.data.sources import open_source
+from vjepa_edge.errors import TrainingError
+from vjepa_edge.models.vit import gather_tokens
+from vjepa_edge.models.vjepa import VJEPA
+from vjepa_edge.runinfo import environment, write_json
+
+log = logging.getLogger(__name__)
+
+
+class ContextPath(nn.Module):
+    """The trained modules in one forward (as V-JEPA's MultiMaskWrapper), so DDP sees one call per step."""
+
+    def __init__(self, encoder: nn.Module, predictor: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.predictor = predictor
+
+    def forward(self, clip: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> list[Tensor]:
+        return [
+            self.predictor(self.encoder(clip, enc), enc, pred, mask_index=i)
+            for i, (enc, pred) in enumerate(zip(masks_enc, masks_pred, strict=True))
+        ]
+
+
+def jepa_loss(predictions: list[Tensor], targets: Tensor, masks_pred: list[Tensor]) -> Tensor:
+    """Mean over masks of the L1 distance between predictions and the (normalised) targets at the masked tokens."""
+    losses = [
+        (z.float() - gather_tokens(targets, m)).abs().mean() for z, m in zip(predictions, masks_pred, strict=True)
+    ]
+    return torch.stack(losses).mean()
+
+
+def feature_std(features: Tensor) -> float:
+    """Mean over channels of the std over tokens and clips: falls toward 0 when the features collapse."""
+    return features.flatten(0, -2).float().std(dim=0).mean().item()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run several times faster than fp32 (elsewhere they are slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def _param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """V-JEPA's groups: weight decay on weight matrices only, never on biases and 1-D parameters."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    steps: int
+    teacher: Path
+    report: dict[str, Any] = field(default_factory=dict)
+    model: nn.Module | None = None  # this process's live VJEPA module (sharded under FSDP2)
+
+
+class _Meter:
+    """Running means between log lines, and the throughput of the steps taken in this process."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n = 0
+        self.clips = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, clips: int, **values: float) -> None:
+        self.n += 1
+        self.clips += clips
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(1, self.n) for k, v in self.sums.items()}
+
+    def rate(self) -> float:
+        return self.clips / max(1e-9, time.perf_counter() - self.t0)
+
+
+def prepare_run_dir(config: TeacherConfig, out: Path, *, resume: bool) -> TeacherConfig:
+    """Create the run folder, or check that a resumed run's folder matches; returns the config to train with."""
+    stored = out / "config.json"
+    if resume:
+        if not stored.is_file():
+            raise TrainingError(f"nothing to resume in {out}: no config.json", hint="drop --resume to start this run")
+        previous = config_from_dict(json.loads(stored.read_text()), where=str(stored))
+        if previous.digest() != config.digest():
+            changed = sorted(
+                k for k in previous.to_dict() if previous.to_dict().get(k) != config.to_dict().get(k) and k != "name"
+            )
+            raise TrainingError(
+                f"{out} was started with another config (sections that differ: {', '.join(changed) or 'run'})",
+                hint="resume with the same --config, --steps and --data as the first run, or choose another --out",
+            )
+        return previous
+    if list_checkpoints(out) or (out / "metrics.jsonl").exists():
+        raise TrainingError(
+            f"{out} already holds a run", hint="pass --resume to continue it, or --out to start another"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(stored, config.to_dict())
+    return config
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines logged after the checkpoint a run resumes from (they are about to be redone)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+def pretrain(
+    config: TeacherConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> RunResult:
+    """Run (or resume) pretraining into run folder `out`. `stop_after` ends the process's work early at
+    that step, after a checkpoint, as if it had been killed (for tests and time-boxed sessions)."""
+    info = setup()
+    out = Path(out)
+    if info.is_main:
+        config = prepare_run_dir(config, out, resume=resume)
+    if info.distributed:
+        import torch.distributed as dist
+
+        holder = [config.to_dict()]
+        dist.broadcast_object_list(holder, src=0)
+        config = config_from_dict(holder[0])
+    trainer = _Trainer(config, out, info, progress=progress)
+    return trainer.run(resume=resume, stop_after=stop_after)
+
+
+class _Trainer:
+    def __init__(self, config: TeacherConfig, out: Path, info: DistInfo, *, progress: bool) -> None:
+        self.config, self.out, self.info, self.show_progress = config, out, info, progress and info.is_main
+        c = config
+        self.arch = c.arch()
+        self.device = info.device
+        self.amp = autocast_dtype(c.run.precision, info.device)
+        torch.manual_seed(c.run.seed)
+        model = VJEPA(self.arch)
+        model.target_encoder.load_state_dict(model.encoder.state_dict())  # the EMA starts as a copy
+        model.target_encoder.requires_grad_(False)
+        model.encoder.grad_checkpointing = c.run.activation_checkpointing
+        self.model = model.to(self.device)
+        context = ContextPath(model.encoder, model.predictor)
+        if info.distributed and c.run.distributed == "fsdp2":
+            shard_fsdp2(model.target_encoder, [model.target_encoder.blocks])
+            context = shard_fsdp2(context, [model.encoder.blocks, model.predictor.predictor_blocks])
+        elif info.distributed:
+            context = wrap_ddp(context, info)
+        self.context = context
+        o = c.optim
+        self.optimizer = torch.optim.AdamW(_param_groups(context), lr=o.start_lr, betas=o.betas, eps=o.eps)
+        self.schedule = Schedule(o)
+        self.masker = MultiBlock3DMasker(self.arch.encoder.grid, c.masks, seed=c.run.seed * 4099 + info.rank)
+        self.dataset = open_source(
+            c.data.source,
+            spec=c.data.clip,
+            train=True,
+            seed=c.run.seed,
+            augment=c.data.augment,
+            length=c.data.physics_clips,
+        )
+        self.steps_per_epoch = steps_per_epoch(len(self.dataset), c.data.batch_size, info.world_size)
+        self.std_ref: float | None = None
+        self.collapse_steps: list[int] = []
+
+    # ------------------------------------------------------------------ one step
+
+    def step(self, clip: Tensor, step: int) -> dict[str, float]:
+        s, D = self.schedule, self.arch.encoder.embed_dim
+        lr, wd, momentum, max_norm = s.lr(step), s.weight_decay(step), s.momentum(step), s.clip_grad(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+            if group["apply_wd"]:
+                group["weight_decay"] = wd
+        masks_enc, masks_pred = self.masker.sample(clip.shape[0], step)
+        masks_enc = [m.to(self.device) for m in masks_enc]
+        masks_pred = [m.to(self.device) for m in masks_pred]
+        with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+            with torch.no_grad():
+                targets = F.layer_norm(self.model.target_encoder(clip).float(), (D,))
+            predictions = self.context(clip, masks_enc, masks_pred)
+            loss = jepa_loss(predictions, targets, masks_pred)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
+        self.optimizer.step()
+        self._ema(momentum)
+        return {
+            "loss": loss.item(),
+            "grad_norm": float(grad_norm),
+            "target_std": feature_std(targets),
+            "lr": lr,
+            "wd": wd,
+            "momentum": momentum,
+        }
+
+    @torch.no_grad()
+    def _ema(self, momentum: float) -> None:
+        target = list(self.model.target_encoder.parameters())
+        online = list(self.model.encoder.parameters())
+        if any(hasattr(t, "to_local") for t in target):  # FSDP2 DTensors: lerp shard by shard
+            for t, o in zip(target, online, strict=True):
+                t.lerp_(o.detach(), 1.0 - momentum)
+        else:
+            torch._foreach_lerp_(target, [o.detach() for o in online], 1.0 - momentum)
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, *, resume: bool, stop_after: int | None) -> RunResult:
+        c, info = self.config, self.info
+        total = c.optim.steps
+        start = 0
+        if resume:
+            found = list_checkpoints(self.out)
+            if found:
+                state = load_checkpoint(found[-1], model=self.model, trained=self.context, optimizer=self.optimizer)
+                start = int(state["step"])
+                self.std_ref = state.get("std_ref")
+                self.collapse_steps = list(state.get("collapse_steps", []))
+                log.info("resumed %s at step %d of %d", self.out, start, total)
+            if info.is_main:
+                _truncate_metrics(self.out / "metrics.jsonl", start)
+        if info.is_main:
+            write_json(self.out / "env.json", {**environment(), "world_size": info.world_size, "amp": str(self.amp)})
+        metrics = self.out / "metrics.jsonl"
+        meter = _Meter()
+        bar = _ProgressBar(total, start, enabled=self.show_progress)
+        health = None
+        step, t_start = start, time.perf_counter()
+        last: dict[str, float] = {}
+        try:
+            while step < total and (stop_after is None or step < stop_after):
+                epoch, offset = divmod(step, self.steps_per_epoch)
+                if hasattr(self.dataset, "set_epoch"):
+                    self.dataset.set_epoch(epoch)
+                sampler = StepBatchSampler(
+                    len(self.dataset),
+                    c.data.batch_size,
+                    seed=c.run.seed,
+                    epoch=epoch,
+                    start=offset,
+                    rank=info.rank,
+                    world_size=info.world_size,
+                )
+                loader = ClipLoader(
+                    self.dataset,
+                    batch_size=c.data.batch_size,
+                    num_workers=c.data.num_workers,
+                    batch_sampler=sampler,
+                    health=health,
+                    max_bad_fraction=c.data.max_bad_fraction,
+                )
+                health = loader.health
+                for batch in loader:
+                    clip = batch["clip"].to(self.device, non_blocking=True)
+                    values = self.step(clip, step)
+                    step += 1
+                    if any_across(info, not math.isfinite(values["loss"])):
+                        raise TrainingError(
+                            f"the loss became {values['loss']} at step {step}",
+                            hint="lower optim.lr or raise optim.ema; resume from the last checkpoint with --resume",
+                        )
+                    meter.add(clip.shape[0] * info.world_size, **values)
+                    if step % c.run.log_every == 0 or step == total or step == start + 1:
+                        last = self._log(metrics, step, meter, epoch)
+                        meter.reset()
+                    bar.update(step, last)
+                    if step % c.run.checkpoint_every == 0 or step == total or step == stop_after:
+                        self._save(step)
+                    if step >= total or step == stop_after:
+                        break
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - t_start
+        teacher = self.out / "teacher.safetensors"
+        result = RunResult(self.out, step, teacher, model=self.model)
+        if step >= total and info.is_main:
+            import shutil
+
+            shutil.copyfile(list_checkpoints(self.out)[-1].model, teacher)
+            result.report = self._report(step, start, elapsed, health)
+        return result
+
+    def _log(self, path: Path, step: int, meter: _Meter, epoch: int) -> dict[str, float]:
+        means = meter.means()
+        keys = sorted(means)
+        reduced = dict(zip(keys, mean_across(self.info, [means[k] for k in keys]), strict=True))
+        row = {"step": step, "epoch": epoch, **reduced, "clips_per_s": meter.rate(), "time": time.time()}
+        if self.std_ref is None:
+            self.std_ref = reduced["target_std"]
+        elif reduced["target_std"] < self.config.run.collapse_std * self.std_ref:
+            self.collapse_steps.append(step)
+            log.warning(
+                "step %d: the target features' per-dimension std fell to %.4f (%.1f%% of its first value %.4f): "
+                "the representation may be collapsing; consider a lower lr or a higher EMA momentum",
+                step,
+                reduced["target_std"],
+                100 * reduced["target_std"] / self.std_ref,
+                self.std_ref,
+            )
+        if self.info.is_main:
+            with path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+    def _save(self, step: int) -> None:
+        save_checkpoint(
+            self.out,
+            step,
+            model=self.model,
+            arch=self.arch,
+            trained=self.context,
+            optimizer=self.optimizer,
+            extra={"std_ref": self.std_ref, "collapse_steps": self.collapse_steps, "world_size": self.info.world_size},
+            info=self.info,
+            keep=self.config.run.keep_checkpoints,
+        )
+
+    def _report(self, step: int, start: int, elapsed: float, health) -> dict[str, Any]:
+        rows = [json.loads(ln) for ln in (self.out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        params = {
+            "encoder": sum(p.numel() for p in self.model.encoder.parameters()),
+            "predictor": sum(p.numel() for p in self.model.predictor.parameters()),
+        }
+        report = {
+            "config": self.config.name,
+            "steps": step,
+            "first_loss": rows[0]["loss"] if rows else None,
+            "final_loss": rows[-1]["loss"] if rows else None,
+            "final_target_std": rows[-1]["target_std"] if rows else None,
+            "collapse_warnings": self.collapse_steps,
+            "clips_per_s": (step - start) * self.config.data.batch_size * self.info.world_size / max(elapsed, 1e-9),
+            "wall_s_this_process": elapsed,
+            "world_size": self.info.world_size,
+            "precision": "bf16" if self.amp else "fp32",
+            "parameters": params,
+            "teacher": str(self.out / "teacher.safetensors"),
+            "bad_videos": health.summary() if health is not None else None,
+        }
+        write_json(self.out / "report.json", report)
+        return report
+
+
+class _ProgressBar:
+    """A rich progress bar on rank 0 with loss, lr, clips/s and the time left."""
+
+    def __init__(self, total: int, start: int, *, enabled: bool) -> None:
+        self.progress = None
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]pretrain"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=Console(stderr=True),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("pretrain", total=total, completed=start, stats="")
+
+    def update(self, step: int, last: dict[str, float]) -> None:
+        if self.progress is None:
+            return
+        stats = ""
+        if last:
+            stats = (
+                f"loss {last['loss']:.4f}  lr {last['lr']:.2e}  {last['clips_per_s']:.1f} clips/s  "
+                f"std {last['target_std']:.3f}"
+            )
+        self.progress.update(self.task, completed=step, stats=stats)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
