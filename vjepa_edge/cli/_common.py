@@ -50,4 +50,3 @@ def setup_logging() -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
-        logger.propagate = False

@@ -118,12 +118,18 @@ def pretrain(
     console.print(
         f"pretrained [bold]{r['config']}[/] for {r['steps']} steps: "
         f"loss {r['first_loss']:.4f} -> {r['final_loss']:.4f}, "
-        f"{r['clips_per_s']:.1f} clips/s ({r['precision']}, {r['world_size']} process(es))"
+        f"{r['clips_per_s']:.1f} clips/s ({r['precision']}, {r['world_size']} process(es))",
+        soft_wrap=True,
     )
     if r["collapse_warnings"]:
-        console.print(f"[yellow]collapse warnings at steps {r['collapse_warnings']}[/]")
-    console.print(f"teacher:  {result.teacher}   (load_vjepa reads it; .target_encoder is the EMA teacher)")
-    console.print(f"run:      {result.run_dir}   (config.json, env.json, metrics.jsonl, checkpoints/, report.json)")
+        console.print(f"[yellow]collapse warnings at steps {r['collapse_warnings']}[/]", soft_wrap=True)
+    console.print(
+        f"teacher:  {result.teacher}   (load_vjepa reads it; .target_encoder is the EMA teacher)", soft_wrap=True
+    )
+    console.print(
+        f"run:      {result.run_dir}   (config.json, env.json, metrics.jsonl, checkpoints/, report.json)",
+        soft_wrap=True,
+    )
 
 
 @app.command()
@@ -143,3 +149,60 @@ def embedded(
         emit_json({"teacher": str(path)})
     else:
         console.print(str(path))
+
+
+@app.command()
+def probe(
+    path: Annotated[Path, typer.Argument(help="A teacher checkpoint (any format load_vjepa reads).")],
+    labels: Annotated[str, typer.Option(help="Physics labels to probe, comma-separated.")] = "event,num_objects",
+    train_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe trains on.")] = 1024,
+    test_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe is tested on.")] = 512,
+    kind: Annotated[str, typer.Option(help="attentive (V-JEPA's probe) or linear (on mean-pooled tokens).")] = (
+        "attentive"
+    ),
+    fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
+    seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Frozen-probe accuracy of a teacher on the physics labels, against a random-init encoder of its size."""
+    setup_logging()
+    try:
+        import torch
+
+        from vjepa_edge.data.config import ClipSpec
+        from vjepa_edge.eval.physics import physics_probe
+        from vjepa_edge.eval.probe import ProbeConfig, random_init_like
+        from vjepa_edge.models.checkpoint import load_vjepa
+
+        model = load_vjepa(path)
+        encoder = getattr(model, "target_encoder", None) or model.encoder
+        arch = encoder.arch
+        spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
+        config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
+        from teacher.train import autocast_dtype
+
+        results = physics_probe(
+            {"teacher": encoder, "random init": random_init_like(encoder, seed=seed)},
+            spec=spec,
+            labels=[x.strip() for x in labels.split(",") if x.strip()],
+            train_clips=train_clips,
+            test_clips=test_clips,
+            seed=seed,
+            config=config,
+            autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
+        )
+    except VjepaEdgeError as e:
+        fail(e, as_json=json_out)
+    out = {name: {label: r.to_dict() for label, r in per.items()} for name, per in results.items()}
+    if json_out:
+        emit_json({"checkpoint": str(path), "probe": config.to_dict(), "results": out})
+        return
+    t = Table(title=f"{kind} probe, {train_clips} train / {test_clips} test physics clips", title_justify="left")
+    t.add_column("label")
+    t.add_column("chance", justify="right")
+    for name in results:
+        t.add_column(name, justify="right")
+    for label in next(iter(results.values())):
+        chance = next(iter(results.values()))[label].chance
+        t.add_row(label, f"{chance:.1%}", *(f"{per[label].accuracy:.1%}" for per in results.values()))
+    console.print(t)
