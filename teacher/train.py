@@ -31,7 +31,7 @@ from teacher.schedules import Schedule
 from teacher.state import list_checkpoints, load_checkpoint, save_checkpoint
 from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, steps_per_epoch
 from vjepa_edge.data.masks import MultiBlock3DMasker
-from vjepa_edge.data.sources import open_source
+from vjepa_edge.data.sources import check_source, open_source
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
@@ -173,6 +173,7 @@ def pretrain(
 ) -> RunResult:
     """Run (or resume) pretraining into run folder `out`. `stop_after` ends the process's work early at
     that step, after a checkpoint, as if it had been killed (for tests and time-boxed sessions)."""
+    check_source(config.data.source)  # before anything is written
     info = setup()
     out = Path(out)
     if info.is_main:

@@ -10,7 +10,8 @@ HEAVY = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teac
 
 def test_import_is_lean() -> None:
     code = (
-        "import sys, vjepa_edge, vjepa_edge.models, vjepa_edge.data, vjepa_edge.cli;"
+        "import sys, vjepa_edge, vjepa_edge.models, vjepa_edge.data, vjepa_edge.cli, vjepa_edge.eval;"
+        "import vjepa_edge.config;"
         "from vjepa_edge import load_vjepa;"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
     )

@@ -89,13 +89,19 @@ def _build(cls: type, table: Any, where: str) -> tuple[Any, list[str]]:
         problems += sub
         if not sub:
             kwargs[name] = value
-    if problems:
+    required = [
+        n for n, f in fields.items() if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if any(n not in kwargs for n in required):  # missing, or itself invalid: nothing to construct
         return None, problems
+    # Construct even after key or type problems (the bad fields fall back to defaults), so the dataclass's own
+    # checks of the other values are reported in the same pass.
     try:
-        return cls(**kwargs), []
+        value = cls(**kwargs)
     except ConfigError as e:
         own = e.problems or [e.message]
-        return None, [f"{where}: {p}" if where else p for p in own]
+        return None, problems + [f"{where}: {p}" if where else p for p in own]
+    return (None, problems) if problems else (value, [])
 
 
 def _convert(tp: Any, value: Any, where: str) -> tuple[Any, list[str]]:

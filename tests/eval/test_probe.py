@@ -219,3 +219,34 @@ def test_random_init_like_is_a_fresh_encoder_of_the_same_arch() -> None:
     assert weights and not any(torch.equal(src[k], new[k]) for k in weights)
     again = random_init_like(source).state_dict()
     assert all(torch.equal(new[k], again[k]) for k in new)
+
+
+def _order_task(n: int, seed: int) -> Features:
+    """Label = which of two time steps holds a marker vector: mean pooling erases it, a coarse grid keeps it."""
+    g = torch.Generator().manual_seed(seed)
+    grid, dim = (2, 2, 2), 16
+    tokens = 0.5 * torch.randn(n, 8, dim, generator=g)
+    y = torch.randint(0, 2, (n,), generator=g)
+    marker = torch.zeros(dim)
+    marker[0] = 3.0
+    rows = torch.arange(n)
+    tokens[rows, y * 4] += marker  # time step 0 (tokens 0-3) or 1 (tokens 4-7)
+    tokens[rows, (1 - y) * 4 + 1] -= marker  # the other step holds the opposite, so the mean carries nothing
+    return Features(tokens=tokens.half(), labels={"order": y}, grid=grid)
+
+
+def test_grid_probe_reads_when_mean_pooling_cannot() -> None:
+    train, test = _order_task(256, 0), _order_task(128, 1)
+    cfg = dict(epochs=30, lrs=(1e-2,), pool=(0, 1, 1))
+    grid = train_probe(train, test, "order", ProbeConfig(kind="grid", **cfg))
+    mean = train_probe(train, test, "order", ProbeConfig(kind="linear", **cfg))
+    assert grid.accuracy > 0.95
+    assert mean.accuracy < 0.75
+
+
+def test_extracted_features_carry_their_token_grid() -> None:
+    enc = VisionTransformer(EncoderArch(embed_dim=48, depth=1, num_heads=3, mlp_hidden=96, num_frames=4, img_size=32))
+    ds = PhysicsDataset(ClipSpec(frames=4, size=32, fps=8.0, frame_step=None), length=3)
+    assert extract_features(enc, ds).grid == (2, 2, 2)
+    with pytest.raises(ValueError, match="grid"):
+        Features(tokens=torch.zeros(2, 8, 4), grid=(2, 2, 3))

@@ -154,12 +154,13 @@ def embedded(
 @app.command()
 def probe(
     path: Annotated[Path, typer.Argument(help="A teacher checkpoint (any format load_vjepa reads).")],
-    labels: Annotated[str, typer.Option(help="Physics labels to probe, comma-separated.")] = "event,num_objects",
+    labels: Annotated[str, typer.Option(help="Physics labels to probe, comma-separated.")] = "event,direction",
     train_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe trains on.")] = 1024,
     test_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe is tested on.")] = 512,
-    kind: Annotated[str, typer.Option(help="attentive (V-JEPA's probe) or linear (on mean-pooled tokens).")] = (
-        "attentive"
-    ),
+    kind: Annotated[
+        str,
+        typer.Option(help="grid (linear on a coarse token map), attentive (V-JEPA's) or linear (mean-pooled)."),
+    ] = "grid",
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
     json_out: JsonOpt = False,

@@ -3,6 +3,7 @@
 from vjepa_edge.eval.probe import (
     AttentiveProbe,
     Features,
+    GridLinearProbe,
     LinearProbe,
     ProbeConfig,
     ProbeResult,
@@ -15,6 +16,7 @@ from vjepa_edge.eval.probe import (
 __all__ = [
     "AttentiveProbe",
     "Features",
+    "GridLinearProbe",
     "LinearProbe",
     "ProbeConfig",
     "ProbeResult",

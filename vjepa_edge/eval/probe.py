@@ -31,8 +31,8 @@ from vjepa_edge.models.vit import VisionTransformer
 
 log = logging.getLogger(__name__)
 
-ProbeKind = Literal["attentive", "linear"]
-PROBE_KINDS: tuple[str, ...] = ("attentive", "linear")
+ProbeKind = Literal["attentive", "linear", "grid"]
+PROBE_KINDS: tuple[str, ...] = ("attentive", "linear", "grid")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -41,10 +41,13 @@ class Features:
 
     tokens: Tensor
     labels: dict[str, Tensor] = field(default_factory=dict)
+    grid: tuple[int, int, int] | None = None  # the token grid (T', H', W'), for probes that keep positions
 
     def __post_init__(self) -> None:
         if self.tokens.dim() != 3:
             raise ValueError(f"Features.tokens must be [N, tokens, D], got shape {list(self.tokens.shape)}")
+        if self.grid is not None and math.prod(self.grid) != self.tokens.shape[1]:
+            raise ValueError(f"grid {self.grid} does not hold the {self.tokens.shape[1]} tokens")
         for name, y in self.labels.items():
             if y.shape != (len(self),) or y.dtype != torch.long:
                 raise ValueError(f"label {name!r} must be a LongTensor[{len(self)}], got {y.dtype} {list(y.shape)}")
@@ -86,13 +89,17 @@ def extract_features(
     was_training = encoder.training
     encoder.to(device).eval()
     tokens: Tensor | None = None
+    grid: tuple[int, int, int] | None = None
     labels: dict[str, list[Tensor]] = {}
     start = 0
     try:
         for batch in loader:
             # Only the forward runs in inference mode: the stored tensors stay ordinary ones that callers may edit.
+            clip = batch["clip"].to(device, non_blocking=True)
             with torch.inference_mode(), autocast:
-                out = encoder(batch["clip"].to(device, non_blocking=True))
+                out = encoder(clip)
+            if grid is None and hasattr(encoder, "token_grid"):
+                grid = encoder.token_grid(clip)
             out = out.to("cpu", torch.float16)
             if not torch.isfinite(out).all():
                 raise VjepaEdgeError(
@@ -111,7 +118,7 @@ def extract_features(
         encoder.train(was_training)
     if tokens is None:
         raise DataError("the dataset has no clips to extract features from")
-    features = Features(tokens=tokens[:start], labels={k: torch.cat(v) for k, v in labels.items()})
+    features = Features(tokens=tokens[:start], labels={k: torch.cat(v) for k, v in labels.items()}, grid=grid)
     log.info("extracted %d clips: %d tokens x %d dims", len(features), features.num_tokens, features.dim)
     return features
 
@@ -241,6 +248,36 @@ class LinearProbe(nn.Module):
         return self.classify(self.prepare(x))
 
 
+class GridLinearProbe(nn.Module):
+    """Tokens average-pooled to a coarse (T', h, w) grid, flattened, BatchNorm1d(affine=False) -> Linear.
+
+    Unlike mean pooling it keeps where and when: a linear map of a coarse feature map can compare the start of a
+    clip with its end, which is what motion labels (event, direction) need from tokens that do not carry their
+    own position (RoPE encoders). `pool` (t, h, w) is the pooled grid; t = 0 keeps every time step.
+    """
+
+    def __init__(self, dim: int, num_classes: int, *, grid: tuple[int, int, int], pool: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.grid = grid
+        self.pool = (pool[0] or grid[0], min(pool[1], grid[1]), min(pool[2], grid[2]))
+        width = dim * math.prod(self.pool)
+        self.bn = nn.BatchNorm1d(width, affine=False)
+        self.linear = nn.Linear(width, num_classes)
+        nn.init.trunc_normal_(self.linear.weight, std=0.02)
+        nn.init.zeros_(self.linear.bias)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        B, N, D = x.shape
+        x = x.float().view(B, *self.grid, D).permute(0, 4, 1, 2, 3)
+        return F.adaptive_avg_pool3d(x, self.pool).flatten(1)
+
+    def classify(self, pooled: Tensor) -> Tensor:
+        return self.linear(self.bn(pooled))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.prepare(x))
+
+
 _PROBES: dict[str, type[AttentiveProbe] | type[LinearProbe]] = {"attentive": AttentiveProbe, "linear": LinearProbe}
 
 
@@ -265,11 +302,13 @@ class ProbeConfig:
     lrs: tuple[float, ...] = (1e-3, 3e-4)
     weight_decay: float = 0.01
     num_heads: int = 0
+    pool: tuple[int, int, int] = (0, 2, 2)  # the grid probe's pooled (t, h, w); t = 0 keeps every time step
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.lrs, list):  # dicts and TOML give lists
-            object.__setattr__(self, "lrs", tuple(self.lrs))
+        for name in ("lrs", "pool"):  # dicts and TOML give lists
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         p: list[str] = []
         if self.kind not in PROBE_KINDS:
             p.append(f"kind={self.kind!r}: need one of {', '.join(map(repr, PROBE_KINDS))}")
@@ -285,6 +324,8 @@ class ProbeConfig:
         for name in ("num_heads", "seed"):
             if not _is_int(getattr(self, name)) or getattr(self, name) < 0:
                 p.append(f"{name}={getattr(self, name)!r}: need an integer >= 0")
+        if len(self.pool) != 3 or not all(_is_int(v) and v >= 0 for v in self.pool) or not all(self.pool[1:]):
+            p.append(f"pool={self.pool!r}: need three integers (t, h, w), h and w positive, t = 0 for every step")
         if p:
             raise ConfigError("invalid probe config", problems=p)
 
@@ -296,6 +337,7 @@ class ProbeConfig:
             "lrs": list(self.lrs),
             "weight_decay": self.weight_decay,
             "num_heads": self.num_heads,
+            "pool": list(self.pool),
             "seed": self.seed,
         }
 
@@ -411,7 +453,12 @@ def train_probe(train: Features, test: Features, label: str, config: ProbeConfig
     y_train, y_test = train.labels[label], test.labels[label]
     num_classes = _num_classes(label, y_train, y_test)
     with _seeded(config.seed):
-        base = _PROBES[config.kind](train.dim, num_classes, num_heads=config.num_heads)
+        if config.kind == "grid":
+            if train.grid is None:
+                raise ConfigError("the grid probe needs features with their token grid (Features.grid)")
+            base = GridLinearProbe(train.dim, num_classes, grid=train.grid, pool=config.pool)
+        else:
+            base = _PROBES[config.kind](train.dim, num_classes, num_heads=config.num_heads)
     heads = [copy.deepcopy(base) for _ in config.lrs]
     optimizers = [_optimizer(h, lr, config.weight_decay) for h, lr in zip(heads, config.lrs, strict=True)]
     g = torch.Generator().manual_seed(config.seed)
