@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 EMBEDDED = "physics"
 # Measured on the reference machine (2 AMD EPYC cores with AVX512-BF16); see bench/pretrain_throughput.py.
-REFERENCE_MINUTES = 10
+REFERENCE_MINUTES = 16
 
 
 def cache_root() -> Path:
