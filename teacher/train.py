@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from vjepa_edge.data.sources import check_source, open_source
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
-from vjepa_edge.runinfo import environment, write_json
+from vjepa_edge.runinfo import autocast_dtype, environment, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,25 +67,6 @@ def jepa_loss(predictions: list[Tensor], targets: Tensor, masks_pred: list[Tenso
 def feature_std(features: Tensor) -> float:
     """Mean over channels of the std over tokens and clips: falls toward 0 when the features collapse."""
     return features.flatten(0, -2).float().std(dim=0).mean().item()
-
-
-def cpu_has_fast_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls run several times faster than fp32 (elsewhere they are slower)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    return torch.bfloat16 if cpu_has_fast_bf16() else None
 
 
 def _param_groups(module: nn.Module) -> list[dict[str, Any]]:
@@ -337,8 +319,6 @@ class _Trainer:
         teacher = self.out / "teacher.safetensors"
         result = RunResult(self.out, step, teacher, model=self.model)
         if step >= total and info.is_main:
-            import shutil
-
             shutil.copyfile(list_checkpoints(self.out)[-1].model, teacher)
             result.report = self._report(step, start, elapsed, health)
         return result

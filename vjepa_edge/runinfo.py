@@ -1,4 +1,4 @@
-"""What makes a run folder self-describing: the environment record and atomic JSON writes."""
+"""What makes a run folder self-describing (environment record, atomic JSON writes) and the precision to run at."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
@@ -73,3 +76,25 @@ def environment() -> dict[str, Any]:
         except Exception:  # not installed (the GPU machine carries only what training needs)
             env[name] = None
     return env
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AVX512-BF16 or AMX: bf16 matmuls run several times faster than fp32 (elsewhere they are slower)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for a run's `precision` ("auto" | "fp32" | "bf16") on `device`; None means fp32."""
+    import torch
+
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_fast_bf16() else None

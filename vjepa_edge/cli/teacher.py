@@ -174,14 +174,13 @@ def probe(
         from vjepa_edge.eval.physics import physics_probe
         from vjepa_edge.eval.probe import ProbeConfig, random_init_like
         from vjepa_edge.models.checkpoint import load_vjepa
+        from vjepa_edge.runinfo import autocast_dtype
 
         model = load_vjepa(path)
         encoder = getattr(model, "target_encoder", None) or model.encoder
         arch = encoder.arch
         spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
         config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
-        from teacher.train import autocast_dtype
-
         results = physics_probe(
             {"teacher": encoder, "random init": random_init_like(encoder, seed=seed)},
             spec=spec,
