@@ -24,9 +24,9 @@ import time
 import torch
 
 from teacher.config import load_config
-from teacher.distributed import DistInfo
 from teacher.train import _Trainer, pretrain
 from vjepa_edge.runinfo import autocast_dtype
+from vjepa_edge.train.distributed import DistInfo
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s).
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}

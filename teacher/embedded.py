@@ -14,20 +14,13 @@ import shutil
 from pathlib import Path
 
 from teacher.config import TeacherConfig, load_config
+from vjepa_edge.runinfo import cache_root
 
 log = logging.getLogger(__name__)
 
 EMBEDDED = "physics"
 # Measured on the reference machine (2 AMD EPYC cores with AVX512-BF16); see bench/pretrain_throughput.py.
 REFERENCE_MINUTES = 16
-
-
-def cache_root() -> Path:
-    """`$VJEPA_EDGE_CACHE`, else `$XDG_CACHE_HOME/vjepa-edge`, else `~/.cache/vjepa-edge`."""
-    if os.environ.get("VJEPA_EDGE_CACHE"):
-        return Path(os.environ["VJEPA_EDGE_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(xdg).expanduser() / "vjepa-edge"
 
 
 def embedded_config() -> TeacherConfig:

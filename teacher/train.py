@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from teacher.config import TeacherConfig, config_from_dict
-from teacher.distributed import DistInfo, any_across, mean_across, setup, shard_fsdp2, wrap_ddp
 from teacher.schedules import Schedule
-from teacher.state import list_checkpoints, load_checkpoint, save_checkpoint
 from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, steps_per_epoch
 from vjepa_edge.data.masks import MultiBlock3DMasker
 from vjepa_edge.data.sources import check_source, open_source
@@ -37,8 +35,18 @@ from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
 from vjepa_edge.runinfo import autocast_dtype, environment, write_json
+from vjepa_edge.train.distributed import DistInfo, any_across, mean_across, setup, shard_fsdp2, wrap_ddp
+from vjepa_edge.train.loop import Meter, ProgressBar, param_groups, truncate_metrics
+from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
+
+
+def _stats(last: dict[str, float]) -> str:
+    return (
+        f"loss {last['loss']:.4f}  lr {last['lr']:.2e}  {last['clips_per_s']:.1f} clips/s  "
+        f"std {last['target_std']:.3f}  rank {last['target_rank']:.1f}"
+    )
 
 
 class ContextPath(nn.Module):
@@ -69,13 +77,14 @@ def feature_std(features: Tensor) -> float:
     return features.flatten(0, -2).float().std(dim=0).mean().item()
 
 
-def _param_groups(module: nn.Module) -> list[dict[str, Any]]:
-    """V-JEPA's groups: weight decay on weight matrices only, never on biases and 1-D parameters."""
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if p.requires_grad:
-            (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
-    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+def effective_rank(features: Tensor) -> float:
+    """exp(entropy) of the normalised covariance spectrum of the tokens (RankMe): the number of directions the
+    features really use. It falls toward 1 under dimensional collapse, which the per-dimension std can miss."""
+    x = features.flatten(0, -2).float()
+    x = x - x.mean(dim=0)
+    eig = torch.linalg.eigvalsh(x.T @ x).clamp_min(0)
+    p = eig / eig.sum().clamp_min(1e-12)
+    return torch.exp(-(p * p.clamp_min(1e-12).log()).sum()).item()
 
 
 @dataclass
@@ -85,31 +94,6 @@ class RunResult:
     teacher: Path
     report: dict[str, Any] = field(default_factory=dict)
     model: nn.Module | None = None  # this process's live VJEPA module (sharded under FSDP2)
-
-
-class _Meter:
-    """Running means between log lines, and the throughput of the steps taken in this process."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.n = 0
-        self.clips = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, clips: int, **values: float) -> None:
-        self.n += 1
-        self.clips += clips
-        for k, v in values.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-
-    def means(self) -> dict[str, float]:
-        return {k: v / max(1, self.n) for k, v in self.sums.items()}
-
-    def rate(self) -> float:
-        return self.clips / max(1e-9, time.perf_counter() - self.t0)
 
 
 def prepare_run_dir(config: TeacherConfig, out: Path, *, resume: bool) -> TeacherConfig:
@@ -135,14 +119,6 @@ def prepare_run_dir(config: TeacherConfig, out: Path, *, resume: bool) -> Teache
     out.mkdir(parents=True, exist_ok=True)
     write_json(stored, config.to_dict())
     return config
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop the lines logged after the checkpoint a run resumes from (they are about to be redone)."""
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
-    path.write_text("".join(ln + "\n" for ln in keep))
 
 
 def pretrain(
@@ -191,7 +167,7 @@ class _Trainer:
             context = wrap_ddp(context, info)
         self.context = context
         o = c.optim
-        self.optimizer = torch.optim.AdamW(_param_groups(context), lr=o.start_lr, betas=o.betas, eps=o.eps)
+        self.optimizer = torch.optim.AdamW(param_groups(context), lr=o.start_lr, betas=o.betas, eps=o.eps)
         self.schedule = Schedule(o)
         self.masker = MultiBlock3DMasker(self.arch.encoder.grid, c.masks, seed=c.run.seed * 4099 + info.rank)
         self.dataset = open_source(
@@ -233,6 +209,7 @@ class _Trainer:
             "loss": loss.item(),
             "grad_norm": float(grad_norm),
             "target_std": feature_std(targets),
+            "target_rank": effective_rank(targets),
             "lr": lr,
             "wd": wd,
             "momentum": momentum,
@@ -263,12 +240,12 @@ class _Trainer:
                 self.collapse_steps = list(state.get("collapse_steps", []))
                 log.info("resumed %s at step %d of %d", self.out, start, total)
             if info.is_main:
-                _truncate_metrics(self.out / "metrics.jsonl", start)
+                truncate_metrics(self.out / "metrics.jsonl", start)
         if info.is_main:
             write_json(self.out / "env.json", {**environment(), "world_size": info.world_size, "amp": str(self.amp)})
         metrics = self.out / "metrics.jsonl"
-        meter = _Meter()
-        bar = _ProgressBar(total, start, enabled=self.show_progress)
+        meter = Meter()
+        bar = ProgressBar("pretrain", total, start, enabled=self.show_progress, stats=_stats)
         health = None
         step, t_start = start, time.perf_counter()
         last: dict[str, float] = {}
@@ -323,7 +300,7 @@ class _Trainer:
             result.report = self._report(step, start, elapsed, health)
         return result
 
-    def _log(self, path: Path, step: int, meter: _Meter, epoch: int) -> dict[str, float]:
+    def _log(self, path: Path, step: int, meter: Meter, epoch: int) -> dict[str, float]:
         means = meter.means()
         keys = sorted(means)
         reduced = dict(zip(keys, mean_across(self.info, [means[k] for k in keys]), strict=True))
@@ -381,41 +358,3 @@ class _Trainer:
         }
         write_json(self.out / "report.json", report)
         return report
-
-
-class _ProgressBar:
-    """A rich progress bar on rank 0 with loss, lr, clips/s and the time left."""
-
-    def __init__(self, total: int, start: int, *, enabled: bool) -> None:
-        self.progress = None
-        if not enabled:
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(
-            TextColumn("[bold]pretrain"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("steps"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"),
-            console=Console(stderr=True),
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("pretrain", total=total, completed=start, stats="")
-
-    def update(self, step: int, last: dict[str, float]) -> None:
-        if self.progress is None:
-            return
-        stats = ""
-        if last:
-            stats = (
-                f"loss {last['loss']:.4f}  lr {last['lr']:.2e}  {last['clips_per_s']:.1f} clips/s  "
-                f"std {last['target_std']:.3f}"
-            )
-        self.progress.update(self.task, completed=step, stats=stats)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()

@@ -51,3 +51,7 @@ class DataError(VjepaEdgeError):
 
 class TrainingError(VjepaEdgeError):
     """A training run that cannot go on: a non-finite loss, a run folder that does not match, a bad resume."""
+
+
+class CacheError(DataError):
+    """A teacher-feature cache that cannot be used: a corrupt or missing shard, or a manifest of another key."""

@@ -98,3 +98,11 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
     return torch.bfloat16 if cpu_has_fast_bf16() else None
+
+
+def cache_root() -> Path:
+    """The user cache: `$VJEPA_EDGE_CACHE`, else `$XDG_CACHE_HOME/vjepa-edge`, else `~/.cache/vjepa-edge`."""
+    if os.environ.get("VJEPA_EDGE_CACHE"):
+        return Path(os.environ["VJEPA_EDGE_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(xdg).expanduser() / "vjepa-edge"

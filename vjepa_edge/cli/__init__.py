@@ -19,6 +19,8 @@ app = typer.Typer(
     help="Distill V-JEPA video world models into small ViT students, quantize, export and profile them on devices.",
 )
 app.command(name="distill")(_distill.distill)
+app.command(name="validate")(_distill.validate)
+app.command(name="list")(_distill.list_things)
 app.add_typer(_teacher.app, name="teacher")
 app.add_typer(_data.app, name="data")
 

@@ -119,7 +119,7 @@ def extract_features(
     if tokens is None:
         raise DataError("the dataset has no clips to extract features from")
     features = Features(tokens=tokens[:start], labels={k: torch.cat(v) for k, v in labels.items()}, grid=grid)
-    log.info("extracted %d clips: %d tokens x %d dims", len(features), features.num_tokens, features.dim)
+    log.debug("extracted %d clips: %d tokens x %d dims", len(features), features.num_tokens, features.dim)
     return features
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -19,6 +20,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 PosKind = Literal["sincos", "rope"]
+Layout = Literal["NCHW", "NHWC", "NLC"]
 Version = Literal["vjepa1", "vjepa2"]
 SCHEMA_VERSION = 1
 
@@ -105,7 +107,7 @@ class _Record:
             value = data[f.name]
             sub = _NESTED.get((cls.__name__, f.name))
             if sub is not None and isinstance(value, dict):
-                value = sub.from_dict(value)
+                value = sub(value)
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[f.name] = value
@@ -201,6 +203,82 @@ class EncoderArch(_Record):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class TimmEncoderArch(_Record):
+    """A timm image backbone run on tubelets: `tubelet_size` frames stacked on channels, a temporal mixer, a norm.
+
+    `embed_dim`, `layout`, `feature_grid` and `dropped` are measured from the backbone when the student is
+    created (`vjepa_edge.models.students.timm_arch`) and stored so that loading needs no dry run.
+    """
+
+    kind: Literal["timm"] = "timm"  # tells this record from an EncoderArch in a stored VJEPAArch
+    model_name: str
+    embed_dim: int
+    layout: Layout = "NCHW"  # what the backbone's forward_features returns
+    feature_grid: tuple[int, ...]  # (h, w) of the feature map at img_size
+    num_prefix_tokens: int = 0  # class/register tokens that an NLC backbone puts first; dropped
+    dropped: tuple[str, ...] = ()  # backbone modules forward_features never uses (heads), replaced by Identity
+    tubelet_size: int = 2
+    in_chans: int = 3
+    norm_eps: float = 1e-6
+    num_frames: int = 16
+    img_size: int = 64
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        if self.kind != "timm":
+            p.append(f"kind must be 'timm', got {self.kind!r}")
+        if not isinstance(self.model_name, str) or not self.model_name:
+            p.append(f"model_name must be a timm model name, got {self.model_name!r}")
+        for name in ("embed_dim", "tubelet_size", "in_chans", "num_frames", "img_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                p.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not isinstance(self.num_prefix_tokens, int) or self.num_prefix_tokens < 0:
+            p.append(f"num_prefix_tokens must be a non-negative integer, got {self.num_prefix_tokens!r}")
+        if self.layout not in ("NCHW", "NHWC", "NLC"):
+            p.append(f"layout must be 'NCHW', 'NHWC' or 'NLC', got {self.layout!r}")
+        if len(self.feature_grid) != 2 or not all(isinstance(g, int) and g > 0 for g in self.feature_grid):
+            p.append(f"feature_grid must be two positive integers (h, w), got {self.feature_grid!r}")
+        if p:
+            _check(p)
+        if self.num_frames % self.tubelet_size:
+            p.append(f"num_frames {self.num_frames} is not a multiple of tubelet_size {self.tubelet_size}")
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            p.append(f"mean and std need {self.in_chans} values")
+        _check(p)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Token grid (T', H', W') of the configured input."""
+        h, w = self.feature_grid
+        return self.num_frames // self.tubelet_size, h, w
+
+    @property
+    def num_patches(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @property
+    def stride(self) -> int:
+        """Spatial reduction of the backbone (32 for most CNNs), as measured at img_size."""
+        return max(1, round(self.img_size / self.feature_grid[0]))
+
+
+AnyEncoderArch = EncoderArch | TimmEncoderArch
+
+
+def encoder_from_dict(data: dict[str, Any]) -> AnyEncoderArch:
+    """The encoder record of a stored VJEPAArch: `kind: "timm"` is a TimmEncoderArch, no `kind` an EncoderArch."""
+    kind = data.get("kind")
+    if kind is None:
+        return EncoderArch.from_dict(data)
+    if kind == "timm":
+        return TimmEncoderArch.from_dict(data)
+    raise ConfigError(f"unknown encoder kind {kind!r} (known: 'timm', or no kind for a ViT encoder)")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class PredictorArch(_Record):
     """V-JEPA's predictor: project to `pred_dim`, add mask tokens at the targets, blocks, norm, project back."""
 
@@ -233,7 +311,7 @@ class VJEPAArch(_Record):
     """Everything needed to rebuild a V-JEPA model from weights."""
 
     version: Version
-    encoder: EncoderArch
+    encoder: AnyEncoderArch
     predictor: PredictorArch | None = None
     target_encoder: bool = False
     schema_version: int = SCHEMA_VERSION
@@ -245,12 +323,15 @@ class VJEPAArch(_Record):
             p.append(f"version must be 'vjepa1' or 'vjepa2', got {self.version!r}")
         if self.schema_version != SCHEMA_VERSION:
             p.append(f"schema_version {self.schema_version} is not supported (this vjepa-edge reads {SCHEMA_VERSION})")
+        if not isinstance(self.encoder, EncoderArch | TimmEncoderArch):
+            p.append(f"encoder must be an EncoderArch or a TimmEncoderArch, got {type(self.encoder).__name__}")
+            _check(p)
         if self.predictor is not None and self.predictor.embed_dim != self.encoder.embed_dim:
             p.append(f"predictor embed_dim {self.predictor.embed_dim} != encoder embed_dim {self.encoder.embed_dim}")
         _check(p)
 
 
-_NESTED: dict[tuple[str, str], type[_Record]] = {
-    ("VJEPAArch", "encoder"): EncoderArch,
-    ("VJEPAArch", "predictor"): PredictorArch,
+_NESTED: dict[tuple[str, str], Callable[[dict[str, Any]], _Record]] = {
+    ("VJEPAArch", "encoder"): encoder_from_dict,
+    ("VJEPAArch", "predictor"): PredictorArch.from_dict,
 }

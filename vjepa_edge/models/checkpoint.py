@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from vjepa_edge.errors import ArchitectureError, CheckpointError, ConfigError
-from vjepa_edge.models.arch import EncoderArch, PredictorArch, VJEPAArch
+from vjepa_edge.models.arch import AnyEncoderArch, EncoderArch, PredictorArch, TimmEncoderArch, VJEPAArch
 from vjepa_edge.models.infer import infer_encoder, infer_predictor
 from vjepa_edge.models.keymaps import hf_vjepa2_to_native, prefix, strip_wrapper_prefixes, tubelet_conv_to_linear
 from vjepa_edge.models.vjepa import PARTS, VJEPA, Source
@@ -168,9 +168,14 @@ def _official(path: Path, obj: Any, *, frames: int | None, size: int | None) -> 
     return arch, weights, Source(path=str(path), format=fmt, input_from=input_from, notes=tuple(notes))
 
 
-def _override_input(enc: EncoderArch, input_from: str, *, frames: int | None, size: int | None):
+def _override_input(enc: AnyEncoderArch, input_from: str, *, frames: int | None, size: int | None):
     if frames is None and size is None:
         return enc, input_from
+    if isinstance(enc, TimmEncoderArch):
+        # Its feature grid was measured at the recorded size; a CNN backbone runs at other sizes all the same.
+        enc = dataclasses.replace(enc, num_frames=frames or enc.num_frames)
+        kept = "" if size in (None, enc.img_size) else f"; img_size stays {enc.img_size} (measured for a timm student)"
+        return enc, ("given by the caller" if frames else input_from) + kept
     if enc.pos == "sincos" and (frames, size) != (enc.num_frames, enc.img_size):
         # The sin-cos table is tied to the grid it was stored for; other inputs are interpolated at run time.
         return enc, input_from + "; other sizes are interpolated at run time"
@@ -287,12 +292,18 @@ def _starts_like_pickle(path: Path) -> bool:
 # ----------------------------------------------------------------------------- public API
 
 
+def _aligned(t: Tensor) -> Tensor:
+    """`t`, copied when its data is not 64-byte aligned. safetensors packs tensors back to back, and MKL/oneDNN
+    take other code paths (other rounding) on unaligned data: a loaded model would not match its saved self."""
+    return t if t.data_ptr() % 64 == 0 else t.clone()
+
+
 def build_from_weights(arch: VJEPAArch, weights: StateDict, source: Source | None = None) -> VJEPA:
-    """Build the model on the meta device and load `weights` strictly into it (no copy of the tensors)."""
+    """Build the model on the meta device and load `weights` strictly into it (aligned tensors are not copied)."""
     with torch.device("meta"):
         model = VJEPA(arch, source)
     try:
-        model.load_state_dict(weights, strict=True, assign=True)
+        model.load_state_dict({k: _aligned(v) for k, v in weights.items()}, strict=True, assign=True)
     except RuntimeError as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()][1:6]
         raise ArchitectureError(

@@ -51,6 +51,11 @@ class VisionTransformer(nn.Module):
     def embed_dim(self) -> int:
         return self.arch.embed_dim
 
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """Token grid (T', H', W') of the configured input."""
+        return self.arch.grid
+
     def token_grid(self, x: Tensor) -> tuple[int, int, int]:
         """Token grid (T', H', W') of a clip [B, C, T, H, W]."""
         if x.dim() != 5 or x.shape[1] != self.arch.in_chans:

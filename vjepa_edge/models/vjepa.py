@@ -6,9 +6,10 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from vjepa_edge.models.arch import VJEPAArch
+from vjepa_edge.errors import ConfigError
+from vjepa_edge.models.arch import EncoderArch, VJEPAArch
 from vjepa_edge.models.predictor import Predictor
-from vjepa_edge.models.vit import VisionTransformer
+from vjepa_edge.models.students import build_encoder
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -31,13 +32,16 @@ class VJEPA(nn.Module):
     `getattr(model, "target_encoder", None)` works and a direct call fails with a readable message.
     """
 
-    def __init__(self, arch: VJEPAArch, source: Source | None = None) -> None:
+    def __init__(self, arch: VJEPAArch, source: Source | None = None, *, encoder: nn.Module | None = None) -> None:
+        """Build every part of `arch`; `encoder`, when given, is used as the encoder instead of a new one."""
         super().__init__()
         self.arch = arch
         self.source = source or Source()
-        self.encoder = VisionTransformer(arch.encoder)
+        if encoder is not None and getattr(encoder, "arch", None) != arch.encoder:
+            raise ConfigError("the given encoder's arch record differs from arch.encoder")
+        self.encoder = encoder if encoder is not None else build_encoder(arch.encoder)
         if arch.target_encoder:
-            self.target_encoder = VisionTransformer(arch.encoder)
+            self.target_encoder = build_encoder(arch.encoder)
         if arch.predictor is not None:
             self.predictor = Predictor(arch.predictor, arch.encoder.grid)
 
@@ -54,3 +58,10 @@ class VJEPA(nn.Module):
             raise AttributeError(
                 f"this model has no {name} (it holds: {', '.join(self.parts)}; source: {self.source.format})"
             ) from None
+
+
+def student_model(encoder: nn.Module) -> VJEPA:
+    """An encoder-only VJEPA around a student (not a copy), so `save_vjepa` stores it and `load_vjepa` rebuilds it."""
+    a = encoder.arch
+    version = "vjepa1" if isinstance(a, EncoderArch) and a.pos == "sincos" else "vjepa2"
+    return VJEPA(VJEPAArch(version=version, encoder=a), encoder=encoder)

@@ -23,10 +23,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from teacher.distributed import DistInfo, barrier
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.arch import VJEPAArch
 from vjepa_edge.models.checkpoint import save_weights
+from vjepa_edge.train.distributed import DistInfo, barrier
 
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 

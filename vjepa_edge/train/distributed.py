@@ -1,6 +1,6 @@
 """Scale-out through torchrun: the process group, this process's device, DDP / FSDP2 wrapping, rank 0.
 
-Launched by `torchrun --nproc-per-node N -m teacher ...` (or `vjepa-edge teacher pretrain` under torchrun),
+Launched by torchrun (`torchrun --nproc-per-node N -m vjepa_edge teacher pretrain ...` or `... distill ...`),
 every process reads RANK / WORLD_SIZE / LOCAL_RANK from the environment. CUDA processes use NCCL and one GPU
 each; CPU processes use gloo and share the cores.
 """

@@ -1,0 +1,163 @@
+"""The distillation loop: a short run learns, writes a loadable student and a report; resume is exact;
+every registered student takes a distillation step and its checkpoint round-trips; two processes agree."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.distill.conftest import tiny_recipe
+from vjepa_edge.distill.losses import DistillHead, DistillModel, distill_loss, teacher_targets
+from vjepa_edge.distill.train import adapt_clip, distill
+from vjepa_edge.errors import TrainingError
+from vjepa_edge.models.checkpoint import load_vjepa, save_vjepa
+from vjepa_edge.models.students import create_student, list_students
+from vjepa_edge.models.vjepa import student_model
+
+ROOT = Path(__file__).resolve().parents[2]
+REPORT_KEYS = {
+    "teacher_probe_acc",
+    "student_probe_acc",
+    "random_student_probe_acc",
+    "retention",
+    "feature_cosine",
+    "student_params",
+    "teacher_params",
+}
+
+
+def _rows(run: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+
+
+def test_short_run_learns_and_writes_a_loadable_student(tmp_path, teacher_file):
+    recipe = tiny_recipe(teacher_file, tmp_path / "cache", optim={"steps": 24}, run={"checkpoint_every": 12})
+    result = distill(recipe, tmp_path / "run", progress=False)
+    rows = _rows(result.run_dir)
+    first, last = rows[0], rows[-1]
+    assert last["step"] == 24
+    assert sum(r["loss"] for r in rows[-4:]) / 4 < 0.8 * first["loss"]  # the student learns the teacher's tokens
+    assert last["cosine"] > first["cosine"]
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert REPORT_KEYS <= report.keys()
+    assert report["retention"] == pytest.approx(report["student_probe_acc"] / report["teacher_probe_acc"])
+    assert report["cache"]["enabled"] and report["cache"]["bytes"] > 0 and not report["cache"]["reused"]
+    # The student file is this project's format: load_vjepa(...).encoder is the trained student.
+    loaded = load_vjepa(result.student).encoder
+    clip = torch.randn(2, 3, 4, 32, 32)
+    assert loaded.arch == create_student("vit_tiny", frames=4, size=32, patch_size=8).arch
+    assert report["student_params"] == sum(p.numel() for p in loaded.parameters())
+    for name in ("recipe.json", "env.json"):
+        assert (result.run_dir / name).is_file()
+    # A second run of the same recipe reuses the teacher-feature cache instead of running the teacher again.
+    again = distill(recipe.replace(optim={"steps": 2, "warmup_steps": 1}), tmp_path / "run2", progress=False)
+    assert again.report["cache"]["reused"]
+    assert torch.isfinite(loaded(clip)).all()
+
+
+def test_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path, teacher_file):
+    recipe = tiny_recipe(teacher_file, tmp_path / "cache")
+    whole = distill(recipe, tmp_path / "whole", progress=False)
+    part = distill(recipe, tmp_path / "part", progress=False, stop_after=4)
+    assert part.steps == 4 and not part.student.exists()
+    resumed = distill(recipe, tmp_path / "part", progress=False, resume=True)
+    a, b = load_file(str(whole.student)), load_file(str(resumed.student))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    steps = [r["step"] for r in _rows(tmp_path / "part")]
+    assert steps == sorted(set(steps))  # no step logged twice
+
+
+def test_run_folder_guards(tmp_path, teacher_file):
+    recipe = tiny_recipe(teacher_file, tmp_path / "cache", optim={"steps": 2, "warmup_steps": 1})
+    distill(recipe, tmp_path / "run", progress=False, stop_after=1)
+    with pytest.raises(TrainingError, match="already holds a run"):
+        distill(recipe, tmp_path / "run", progress=False)
+    with pytest.raises(TrainingError, match="another recipe"):
+        distill(recipe.replace(optim={"lr": 5e-4}), tmp_path / "run", progress=False, resume=True)
+
+
+def test_masked_distillation_and_online_teacher(tmp_path, teacher_file):
+    recipe = tiny_recipe(
+        teacher_file,
+        tmp_path / "cache",
+        loss={"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 1, "pred_heads": 2},
+        cache={"enabled": False},
+        optim={"steps": 12},
+    )
+    result = distill(recipe, tmp_path / "run", progress=False)
+    rows = _rows(result.run_dir)
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert result.report["cache"] == {"enabled": False}
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_every_student_takes_a_distillation_step_and_round_trips(tmp_path, name):
+    torch.manual_seed(0)
+    frames, size = 4, 64
+    student = create_student(name, frames=frames, size=size)
+    teacher_grid, teacher_dim = (2, 4, 4), 48
+    model = DistillModel(student, DistillHead(student.embed_dim, teacher_dim, tuple(student.grid)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    clip = torch.randn(2, 3, frames, size, size)
+    features = torch.randn(2, 32, teacher_dim)
+    targets = teacher_targets(features, teacher_grid, tuple(student.grid), normalize=True)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    pred, index = model(clip)
+    loss = distill_loss(pred, index, targets, "l1")
+    loss.backward()
+    opt.step()
+    assert torch.isfinite(loss)
+    assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
+    student.eval()
+    path = save_vjepa(student_model(student), tmp_path / "student.safetensors")
+    loaded = load_vjepa(path).encoder
+    assert loaded.arch == student.arch
+    with torch.no_grad():
+        assert torch.equal(loaded(clip), student(clip))
+
+
+def test_adapt_clip_subsamples_frames_and_resizes():
+    clip = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 16, 16)
+    out = adapt_clip(clip, 4, 8)
+    assert out.shape == (2, 3, 4, 8, 8)
+    assert out[0, 0, :, 0, 0].tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert adapt_clip(clip, 8, 16) is not None and torch.equal(adapt_clip(clip, 8, 16), clip)
+
+
+def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_file):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(29700 + os.getpid() % 1000),
+        str(ROOT / "tests" / "distill" / "ddp_worker.py"),
+        str(tmp_path),
+        str(teacher_file),
+    ]
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert r0.keys() == r1.keys()
+    for k in r0:
+        assert torch.equal(r0[k], r1[k]), k
+    saved = load_file(str(tmp_path / "run" / "student.safetensors"))
+    assert all(torch.equal(saved[f"encoder.{k}"], r0[k]) for k in r0)
+    torch.manual_seed(0)  # the run's seed: the weights both ranks started from
+    init = create_student("vit_tiny", frames=4, size=32, patch_size=8).state_dict()
+    assert any(not torch.equal(init[k], v) for k, v in r0.items())
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert report["world_size"] == 2

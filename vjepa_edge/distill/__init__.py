@@ -1,0 +1,1 @@
+"""Distillation: latent-matching losses, the teacher-feature cache and the training loop."""

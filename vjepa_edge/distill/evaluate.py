@@ -1,0 +1,126 @@
+"""The end-of-run evaluation of a distilled student, on held-out clips.
+
+- `feature_cosine`: mean per-token cosine similarity of the student's projected tokens to the teacher's
+  (LayerNorm'ed, on the student's grid), on `eval.cosine_clips` clips never trained on (the physics `test`
+  stream; a real source's clips in evaluation transform).
+- Frozen probes on the physics labels for the teacher, the student and the same student architecture
+  randomly initialised, trained and tested on the same held-out clips with the same probe. `retention` is
+  student / teacher accuracy; student minus random student is what distillation added.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from vjepa_edge.data.loader import collate_clips
+from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
+from vjepa_edge.distill.losses import teacher_targets, token_cosine
+from vjepa_edge.eval.physics import physics_probe
+from vjepa_edge.eval.probe import ProbeConfig
+from vjepa_edge.models.students import create_student
+from vjepa_edge.train.loop import task_bar
+
+if TYPE_CHECKING:
+    from vjepa_edge.distill.train import _Distiller
+
+log = logging.getLogger(__name__)
+
+
+def _params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def feature_cosine(d: _Distiller, *, progress: bool) -> float:
+    from vjepa_edge.distill.train import adapt_clip
+
+    r = d.recipe
+    n = r.eval.cosine_clips
+    if r.data.source == PHYSICS:
+        dataset = PhysicsDataset(d.spec, length=n, seed=r.run.seed, split="test")
+    else:
+        full = open_source(r.data.source, spec=d.spec, train=False, seed=r.run.seed)
+        dataset = Subset(full, range(min(n, len(full))))
+    loader = DataLoader(dataset, batch_size=32, collate_fn=collate_clips)
+    total, count = 0.0, 0
+    with task_bar("feature cosine", len(dataset), enabled=progress) as bar:
+        for batch in loader:
+            clip = batch["clip"].to(d.device)
+            targets = teacher_targets(d.encode(clip), d.teacher_grid, d.student_grid, normalize=True)
+            with torch.autocast(d.device.type, dtype=d.amp or torch.float32, enabled=d.amp is not None):
+                pred = d.model.head.projector(d.student(adapt_clip(clip, r.student.frames, r.student.size)))
+            cos = token_cosine(pred, targets)
+            total += cos.sum().item()
+            count += cos.numel()
+            if bar is not None:
+                bar(advance=clip.shape[0])
+    return total / max(1, count)
+
+
+def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
+    """Cosine, probe accuracies (teacher, student, random student), retention and sizes, as report entries."""
+    from vjepa_edge.distill.train import AdaptedStudent
+
+    r = d.recipe
+    s = r.student
+    d.student.eval()
+    cosine = feature_cosine(d, progress=progress)
+    overrides = {k: v for k, v in (("patch_size", s.patch_size), ("tubelet_size", s.tubelet_size)) if v}
+    torch.manual_seed(r.run.seed + 1)
+    random_student = create_student(s.name, frames=s.frames, size=s.size, **overrides).to(d.device).eval()
+    encoders = {
+        "teacher": d.teacher,
+        "student": AdaptedStudent(d.student, s.frames, s.size),
+        "random_student": AdaptedStudent(random_student, s.frames, s.size),
+    }
+    total = len(encoders) * (r.eval.train_clips + r.eval.test_clips)
+    with task_bar("probe features", total, enabled=progress) as bar:
+        results = physics_probe(
+            encoders,
+            spec=d.spec,
+            labels=r.eval.labels,
+            train_clips=r.eval.train_clips,
+            test_clips=r.eval.test_clips,
+            seed=r.run.seed,
+            config=ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, seed=r.run.seed),
+            autocast_dtype=d.amp,
+            device=d.device,
+            progress=bar,
+        )
+    acc = {name: sum(x.accuracy for x in per.values()) / len(per) for name, per in results.items()}
+    chance = sum(x.chance for x in results["teacher"].values()) / len(results["teacher"])
+    report = {
+        "teacher_probe_acc": acc["teacher"],
+        "student_probe_acc": acc["student"],
+        "random_student_probe_acc": acc["random_student"],
+        "retention": acc["student"] / acc["teacher"] if acc["teacher"] > 0 else None,
+        "distillation_gain": acc["student"] - acc["random_student"],
+        "feature_cosine": cosine,
+        "student_params": _params(d.student),
+        "teacher_params": _params(d.teacher),
+        "probe": {
+            "kind": r.eval.probe,
+            "labels": list(r.eval.labels),
+            "chance": chance,
+            "train_clips": r.eval.train_clips,
+            "test_clips": r.eval.test_clips,
+            "accuracy": {name: {label: x.accuracy for label, x in per.items()} for name, per in results.items()},
+        },
+        "student": {"name": s.name, "frames": s.frames, "size": s.size, "grid": list(d.student_grid)},
+        "teacher": {"grid": list(d.teacher_grid), "dim": d.teacher_dim, "input": [d.spec.frames, d.spec.size]},
+    }
+    log.info(
+        "probe (%s; %s): teacher %.1f%%, student %.1f%%, random student %.1f%%; retention %.2f; cosine %.3f",
+        r.eval.probe,
+        ", ".join(r.eval.labels),
+        100 * acc["teacher"],
+        100 * acc["student"],
+        100 * acc["random_student"],
+        report["retention"] or 0.0,
+        cosine,
+    )
+    return report

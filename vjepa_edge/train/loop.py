@@ -1,0 +1,131 @@
+"""The pieces of a training loop that pretraining and distillation share: AdamW parameter groups, running
+means between log lines, the rich progress bar (rank 0), and trimming metrics.jsonl on resume."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+
+def param_groups(module: nn.Module) -> list[dict[str, Any]]:
+    """V-JEPA's groups: weight decay on weight matrices only, never on biases and 1-D parameters."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
+    return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+
+class Meter:
+    """Running means between log lines, and the throughput of the steps taken in this process."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.n = 0
+        self.clips = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, clips: int, **values: float) -> None:
+        self.n += 1
+        self.clips += clips
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(1, self.n) for k, v in self.sums.items()}
+
+    def rate(self) -> float:
+        return self.clips / max(1e-9, time.perf_counter() - self.t0)
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop the lines logged after the checkpoint a run resumes from (they are about to be redone)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
+    path.write_text("".join(ln + "\n" for ln in keep))
+
+
+class ProgressBar:
+    """A rich progress bar (stderr, rank 0) over steps, with the time left and `stats(last_logged_row)`."""
+
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        start: int,
+        *,
+        enabled: bool,
+        stats: Callable[[dict[str, float]], str] | None = None,
+    ) -> None:
+        self.progress = None
+        self.stats = stats
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("steps"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=Console(stderr=True),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(label, total=total, completed=start, stats="")
+
+    def update(self, step: int, last: dict[str, float]) -> None:
+        if self.progress is None:
+            return
+        text = self.stats(last) if last and self.stats is not None else ""
+        self.progress.update(self.task, completed=step, stats=text)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+@contextlib.contextmanager
+def task_bar(label: str, total: int, *, enabled: bool, unit: str = "clips") -> Iterator[Callable[..., None] | None]:
+    """A rich progress bar (stderr) for one long task; yields the `progress(advance=n)` callback, or None."""
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(unit),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+    ) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(advance: int = 1) -> None:
+            bar.update(task, advance=advance)
+
+        yield advance
+
+
+def warmup_cosine(step: int, *, steps: int, warmup: int, start: float, peak: float, final: float) -> float:
+    """Linear warmup from `start` to `peak` over `warmup` steps, then cosine from `peak` to `final`."""
+    if step < warmup:
+        return start + (peak - start) * step / max(1, warmup)
+    progress = (step - warmup) / max(1, steps - warmup)
+    return final + 0.5 * (peak - final) * (1 + math.cos(math.pi * min(1.0, progress)))
