@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from vjepa_edge.cli._common import JsonOpt, console, emit_json, fail, setup_logging
-from vjepa_edge.errors import VjepaEdgeError
+from vjepa_edge.errors import ConfigError, VjepaEdgeError
 
 app = typer.Typer(no_args_is_help=True, help="Pretrain V-JEPA teachers and inspect teacher checkpoints.")
 
@@ -159,10 +159,13 @@ def probe(
     test_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe is tested on.")] = 512,
     kind: Annotated[
         str,
-        typer.Option(help="grid (linear on a coarse token map), attentive (V-JEPA's) or linear (mean-pooled)."),
+        typer.Option(help="grid (linear on the token map), attentive (V-JEPA's) or linear (mean-pooled)."),
     ] = "grid",
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
+    part: Annotated[
+        str, typer.Option(help="auto (the EMA target encoder when the file has one), target_encoder or encoder.")
+    ] = "auto",
     json_out: JsonOpt = False,
 ) -> None:
     """Frozen-probe accuracy of a teacher on the physics labels, against a random-init encoder of its size."""
@@ -177,7 +180,11 @@ def probe(
         from vjepa_edge.runinfo import autocast_dtype
 
         model = load_vjepa(path)
-        encoder = getattr(model, "target_encoder", None) or model.encoder
+        if part not in ("auto", "target_encoder", "encoder"):
+            raise ConfigError(f"--part {part!r}: choose auto, target_encoder or encoder")
+        if part == "auto":
+            part = "target_encoder" if "target_encoder" in model.parts else "encoder"
+        encoder = getattr(model, part)
         arch = encoder.arch
         spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
         config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
@@ -195,7 +202,7 @@ def probe(
         fail(e, as_json=json_out)
     out = {name: {label: r.to_dict() for label, r in per.items()} for name, per in results.items()}
     if json_out:
-        emit_json({"checkpoint": str(path), "probe": config.to_dict(), "results": out})
+        emit_json({"checkpoint": str(path), "part": part, "probe": config.to_dict(), "results": out})
         return
     t = Table(title=f"{kind} probe, {train_clips} train / {test_clips} test physics clips", title_justify="left")
     t.add_column("label")

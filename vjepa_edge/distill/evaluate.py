@@ -86,7 +86,7 @@ def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
             train_clips=r.eval.train_clips,
             test_clips=r.eval.test_clips,
             seed=r.run.seed,
-            config=ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, seed=r.run.seed),
+            config=ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, pool=r.eval.pool, seed=r.run.seed),
             autocast_dtype=d.amp,
             device=d.device,
             progress=bar,
@@ -104,6 +104,7 @@ def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
         "teacher_params": _params(d.teacher),
         "probe": {
             "kind": r.eval.probe,
+            "pool": list(r.eval.pool),
             "labels": list(r.eval.labels),
             "chance": chance,
             "train_clips": r.eval.train_clips,

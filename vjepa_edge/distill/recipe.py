@@ -194,6 +194,7 @@ class EvalConfig:
 
     labels: tuple[str, ...] = ("event", "direction")
     probe: Literal["grid", "linear", "attentive"] = "grid"
+    pool: tuple[int, int, int] = (0, 4, 4)  # the grid probe's token map (t, h, w); t = 0 keeps every time step
     train_clips: int = 1024
     test_clips: int = 512
     cosine_clips: int = 128

@@ -249,7 +249,8 @@ class LinearProbe(nn.Module):
 
 
 class GridLinearProbe(nn.Module):
-    """Tokens average-pooled to a coarse (T', h, w) grid, flattened, BatchNorm1d(affine=False) -> Linear.
+    """A linear probe on the token map: tokens average-pooled to at most (T', h, w), flattened,
+    BatchNorm1d(affine=False) -> Linear.
 
     Unlike mean pooling it keeps where and when: a linear map of a coarse feature map can compare the start of a
     clip with its end, which is what motion labels (event, direction) need from tokens that do not carry their
@@ -302,7 +303,9 @@ class ProbeConfig:
     lrs: tuple[float, ...] = (1e-3, 3e-4)
     weight_decay: float = 0.01
     num_heads: int = 0
-    pool: tuple[int, int, int] = (0, 2, 2)  # the grid probe's pooled (t, h, w); t = 0 keeps every time step
+    # The grid probe's pooled (t, h, w); t = 0 keeps every time step. (0, 4, 4) is the whole token map of a 64 px
+    # clip with 16 px patches; larger maps are averaged down to 4x4 so the probe's width stays bounded.
+    pool: tuple[int, int, int] = (0, 4, 4)
     seed: int = 0
 
     def __post_init__(self) -> None:
