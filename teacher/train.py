@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from teacher.config import TeacherConfig, config_from_dict
 from teacher.schedules import Schedule
-from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, steps_per_epoch
+from vjepa_edge.data.loader import steps_per_epoch
 from vjepa_edge.data.masks import MultiBlock3DMasker
 from vjepa_edge.data.sources import check_source, open_source
 from vjepa_edge.errors import TrainingError
@@ -36,7 +36,7 @@ from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
 from vjepa_edge.runinfo import autocast_dtype, environment, write_json
 from vjepa_edge.train.distributed import DistInfo, any_across, mean_across, setup, shard_fsdp2, wrap_ddp
-from vjepa_edge.train.loop import Meter, ProgressBar, param_groups, truncate_metrics
+from vjepa_edge.train.loop import Meter, ProgressBar, StepBatches, param_groups, truncate_metrics
 from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -246,52 +246,38 @@ class _Trainer:
         metrics = self.out / "metrics.jsonl"
         meter = Meter()
         bar = ProgressBar("pretrain", total, start, enabled=self.show_progress, stats=_stats)
-        health = None
+        batches = StepBatches(
+            self.dataset,
+            batch_size=c.data.batch_size,
+            num_workers=c.data.num_workers,
+            seed=c.run.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            max_bad_fraction=c.data.max_bad_fraction,
+        )
+        end = total if stop_after is None else min(total, stop_after)
         step, t_start = start, time.perf_counter()
         last: dict[str, float] = {}
         try:
-            while step < total and (stop_after is None or step < stop_after):
-                epoch, offset = divmod(step, self.steps_per_epoch)
-                if hasattr(self.dataset, "set_epoch"):
-                    self.dataset.set_epoch(epoch)
-                sampler = StepBatchSampler(
-                    len(self.dataset),
-                    c.data.batch_size,
-                    seed=c.run.seed,
-                    epoch=epoch,
-                    start=offset,
-                    rank=info.rank,
-                    world_size=info.world_size,
-                )
-                loader = ClipLoader(
-                    self.dataset,
-                    batch_size=c.data.batch_size,
-                    num_workers=c.data.num_workers,
-                    batch_sampler=sampler,
-                    health=health,
-                    max_bad_fraction=c.data.max_bad_fraction,
-                )
-                health = loader.health
-                for batch in loader:
-                    clip = batch["clip"].to(self.device, non_blocking=True)
-                    values = self.step(clip, step)
-                    step += 1
-                    if any_across(info, not math.isfinite(values["loss"])):
-                        raise TrainingError(
-                            f"the loss became {values['loss']} at step {step}",
-                            hint="lower optim.lr or raise optim.ema; resume from the last checkpoint with --resume",
-                        )
-                    meter.add(clip.shape[0] * info.world_size, **values)
-                    if step % c.run.log_every == 0 or step == total or step == start + 1:
-                        last = self._log(metrics, step, meter, epoch)
-                        meter.reset()
-                    bar.update(step, last)
-                    if step % c.run.checkpoint_every == 0 or step == total or step == stop_after:
-                        self._save(step)
-                    if step >= total or step == stop_after:
-                        break
+            for step, epoch, batch in batches(start, end):
+                clip = batch["clip"].to(self.device, non_blocking=True)
+                values = self.step(clip, step)
+                step += 1
+                if any_across(info, not math.isfinite(values["loss"])):
+                    raise TrainingError(
+                        f"the loss became {values['loss']} at step {step}",
+                        hint="lower optim.lr or raise optim.ema; resume from the last checkpoint with --resume",
+                    )
+                meter.add(clip.shape[0] * info.world_size, **values)
+                if step % c.run.log_every == 0 or step == total or step == start + 1:
+                    last = self._log(metrics, step, meter, epoch)
+                    meter.reset()
+                bar.update(step, last)
+                if step % c.run.checkpoint_every == 0 or step == end:
+                    self._save(step)
         finally:
             bar.close()
+        health = batches.health
         elapsed = time.perf_counter() - t_start
         teacher = self.out / "teacher.safetensors"
         result = RunResult(self.out, step, teacher, model=self.model)

@@ -53,7 +53,8 @@ def distill(
     t.add_row(f"teacher probe acc ({labels})", f"{rep['teacher_probe_acc']:.1%}")
     t.add_row("student probe acc", f"{rep['student_probe_acc']:.1%}")
     t.add_row("random-init student probe acc", f"{rep['random_student_probe_acc']:.1%}")
-    t.add_row("retention (student / teacher)", f"{rep['retention']:.2f}")
+    retention = rep["retention"]
+    t.add_row("retention (student / teacher)", "n/a" if retention is None else f"{retention:.2f}")
     t.add_row("feature cosine (held-out tokens)", f"{rep['feature_cosine']:.3f}")
     t.add_row(
         "student / teacher parameters", f"{rep['student_params'] / 1e6:.1f} M / {rep['teacher_params'] / 1e6:.1f} M"

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vjepa_edge.data.config import ClipSpec
-from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, collate_clips, steps_per_epoch
+from vjepa_edge.data.loader import collate_clips, steps_per_epoch
 from vjepa_edge.data.sources import open_source
 from vjepa_edge.distill.losses import DistillHead, DistillModel, distill_loss, teacher_targets, token_cosine, tube_masks
 from vjepa_edge.distill.recipe import Recipe, external_problems, recipe_from_dict
@@ -36,7 +36,15 @@ from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import student_model
 from vjepa_edge.runinfo import autocast_dtype, cache_root, environment, write_json
 from vjepa_edge.train.distributed import DistInfo, any_across, barrier, mean_across, setup, wrap_ddp
-from vjepa_edge.train.loop import Meter, ProgressBar, param_groups, task_bar, truncate_metrics, warmup_cosine
+from vjepa_edge.train.loop import (
+    Meter,
+    ProgressBar,
+    StepBatches,
+    param_groups,
+    task_bar,
+    truncate_metrics,
+    warmup_cosine,
+)
 from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -340,53 +348,38 @@ class _Distiller:
         metrics = self.out / "metrics.jsonl"
         meter = Meter()
         bar = ProgressBar("distill", total, start, enabled=self.show, stats=_stats)
-        health = None
-        step, last = start, {}
+        batches = StepBatches(
+            self.dataset,
+            batch_size=r.data.batch_size,
+            num_workers=r.data.num_workers,
+            seed=r.run.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            collate=self._collate(),
+            max_bad_fraction=r.data.max_bad_fraction,
+        )
+        end = total if stop_after is None else min(total, stop_after)
+        last: dict[str, float] = {}
         self.model.train()
         try:
-            while step < total and (stop_after is None or step < stop_after):
-                epoch, offset = divmod(step, self.steps_per_epoch)
-                if hasattr(self.dataset, "set_epoch"):
-                    self.dataset.set_epoch(epoch)
-                sampler = StepBatchSampler(
-                    len(self.dataset),
-                    r.data.batch_size,
-                    seed=r.run.seed,
-                    epoch=epoch,
-                    start=offset,
-                    rank=info.rank,
-                    world_size=info.world_size,
-                )
-                loader = ClipLoader(
-                    self.dataset,
-                    batch_size=r.data.batch_size,
-                    num_workers=r.data.num_workers,
-                    batch_sampler=sampler,
-                    collate=self._collate(),
-                    health=health,
-                    max_bad_fraction=r.data.max_bad_fraction,
-                )
-                health = loader.health
-                for batch in loader:
-                    values = self.step(batch, step)
-                    step += 1
-                    if any_across(info, not math.isfinite(values["loss"])):
-                        raise TrainingError(
-                            f"the loss became {values['loss']} at step {step}",
-                            hint="lower optim.lr; resume from the last checkpoint with --resume",
-                        )
-                    meter.add(batch["clip"].shape[0] * info.world_size, **values)
-                    if step % r.run.log_every == 0 or step == total or step == start + 1:
-                        last = self._log(metrics, step, meter, epoch)
-                        meter.reset()
-                    bar.update(step, last)
-                    if step % r.run.checkpoint_every == 0 or step == total or step == stop_after:
-                        self._save(step)
-                    if step >= total or step == stop_after:
-                        break
+            for step, epoch, batch in batches(start, end):
+                values = self.step(batch, step)
+                step += 1
+                if any_across(info, not math.isfinite(values["loss"])):
+                    raise TrainingError(
+                        f"the loss became {values['loss']} at step {step}",
+                        hint="lower optim.lr; resume from the last checkpoint with --resume",
+                    )
+                meter.add(batch["clip"].shape[0] * info.world_size, **values)
+                if step % r.run.log_every == 0 or step == total or step == start + 1:
+                    last = self._log(metrics, step, meter, epoch)
+                    meter.reset()
+                bar.update(step, last)
+                if step % r.run.checkpoint_every == 0 or step == end:
+                    self._save(step)
         finally:
             bar.close()
-        self.health = health
+        self.health = batches.health
 
     def _collate(self):
         if self.cache is None:

@@ -129,3 +129,65 @@ def warmup_cosine(step: int, *, steps: int, warmup: int, start: float, peak: flo
         return start + (peak - start) * step / max(1, warmup)
     progress = (step - warmup) / max(1, steps - warmup)
     return final + 0.5 * (peak - final) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+class StepBatches:
+    """The batches of steps `start`..`end` as a pure function of (seed, step), epoch after epoch.
+
+    Each epoch gets a `StepBatchSampler` (a permutation drawn from (seed, epoch), this rank's slice of every
+    global batch) starting at the step's offset in it, so a run resumed at any step sees the batches an
+    uninterrupted run would. `health` is the bad-video tracker shared by the epochs.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        batch_size: int,
+        num_workers: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        collate: Callable[[list[dict[str, Any]]], Any] | None = None,
+        max_bad_fraction: float = 0.05,
+    ) -> None:
+        from vjepa_edge.data.loader import steps_per_epoch
+
+        self.dataset, self.batch_size, self.num_workers, self.seed = dataset, batch_size, num_workers, seed
+        self.rank, self.world_size, self.collate, self.max_bad_fraction = rank, world_size, collate, max_bad_fraction
+        self.steps_per_epoch = steps_per_epoch(len(dataset), batch_size, world_size)
+        self.health = None
+
+    def __call__(self, start: int, end: int) -> Iterator[tuple[int, int, Any]]:
+        """Yields (step, epoch, batch) for step = start, ..., end - 1."""
+        from vjepa_edge.data.loader import ClipLoader, StepBatchSampler
+
+        step = start
+        while step < end:
+            epoch, offset = divmod(step, self.steps_per_epoch)
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(epoch)
+            sampler = StepBatchSampler(
+                len(self.dataset),
+                self.batch_size,
+                seed=self.seed,
+                epoch=epoch,
+                start=offset,
+                rank=self.rank,
+                world_size=self.world_size,
+            )
+            loader = ClipLoader(
+                self.dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                batch_sampler=sampler,
+                collate=self.collate,
+                health=self.health,
+                max_bad_fraction=self.max_bad_fraction,
+            )
+            self.health = loader.health
+            for batch in loader:
+                yield step, epoch, batch
+                step += 1
+                if step >= end:
+                    return
