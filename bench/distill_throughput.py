@@ -77,8 +77,10 @@ def main() -> None:
         d.prepare_cache()
         build = clips / (time.perf_counter() - t)
         cached = d.dataset
-        print(f"recipe {recipe.name}: student {recipe.student.name} {recipe.student.frames}x{recipe.student.size}, ")
-        print(f"teacher {d.teacher_dim}-wide, {d.spec.frames}x{d.spec.size}, batch {batch}, precision {d.amp}")
+        print(
+            f"recipe {recipe.name}: student {recipe.student.name} {recipe.student.frames}x{recipe.student.size}, "
+            f"teacher {d.teacher_dim}-wide {d.spec.frames}x{d.spec.size}, batch {batch}, autocast {d.amp}"
+        )
         print(f"cache build: {build:.1f} clips/s (teacher forward + fp16 write), {d.cache.nbytes / 1e6:.1f} MB")
         results: dict[str, list[float]] = {"online teacher": [], "cached features": []}
         for r in range(args.rounds):

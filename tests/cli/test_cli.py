@@ -89,9 +89,3 @@ def test_bad_input_under_json_ends_with_a_json_error(tmp_path: Path) -> None:
     assert result.returncode == 1
     err = json.loads(result.stdout.strip().splitlines()[-1])
     assert err["kind"] == "CheckpointError" and "no such file" in err["error"]
-
-
-def test_distill_says_it_is_not_built_yet() -> None:
-    result = _run("distill", "--recipe", "vit_s")
-    assert result.returncode == 1
-    assert "not built yet" in result.stderr and "Traceback" not in result.stderr

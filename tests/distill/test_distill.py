@@ -161,3 +161,25 @@ def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_file):
     assert any(not torch.equal(init[k], v) for k, v in r0.items())
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["world_size"] == 2
+
+
+def test_distills_on_a_folder_of_real_videos_and_skips_a_corrupt_one(tmp_path, teacher_file):
+    from tests.data.videos import encode_video, truncate
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(7):
+        encode_video(videos / f"clip{i}.mp4", frames=20, size=(48, 40), fps=10, content="noise")
+    truncate(videos / "clip6.mp4", videos / "broken.mp4", fraction=0.2)  # 8 files: epoch 0 reads every one
+    recipe = tiny_recipe(
+        teacher_file,
+        tmp_path / "cache",
+        data={"source": str(videos), "fps": 5.0, "batch_size": 2, "max_bad_fraction": 0.5},
+        optim={"steps": 6},
+        eval={"train_clips": 16, "test_clips": 8, "cosine_clips": 4, "epochs": 1},
+    )
+    result = distill(recipe, tmp_path / "run", progress=False)
+    report = result.report
+    assert report["cache"]["items"] == 8 and report["feature_cosine"] > 0
+    assert report["bad_videos"]["bad_files"] == 1, report["bad_videos"]
+    assert load_vjepa(result.student).encoder.embed_dim == 192

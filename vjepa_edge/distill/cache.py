@@ -154,6 +154,13 @@ class CacheKey:
         extra: dict[str, Any] = {}
         if hasattr(dataset, "split") and hasattr(dataset, "config"):  # the physics generator
             extra = {"split": dataset.split, "physics": dataset.config}
+        if hasattr(dataset, "entries"):  # real videos: a changed, added or removed file changes the key
+            files = hashlib.sha256()
+            for entry in dataset.entries:
+                path = Path(entry.path)
+                stat = path.stat() if path.exists() else None
+                files.update(f"{path}|{stat.st_size if stat else -1}|{stat.st_mtime_ns if stat else -1}\n".encode())
+            extra = {"files": files.hexdigest()[:16]}
         return cls(
             teacher=teacher,
             source=source,
