@@ -183,3 +183,21 @@ def test_distills_on_a_folder_of_real_videos_and_skips_a_corrupt_one(tmp_path, t
     assert report["cache"]["items"] == 8 and report["feature_cosine"] > 0
     assert report["bad_videos"]["bad_files"] == 1, report["bad_videos"]
     assert load_vjepa(result.student).encoder.embed_dim == 192
+
+
+@pytest.mark.parametrize("name", ["vjepa1_tiny.pth.tar", "vjepa2_tiny.pth.tar", "hf_vjepa2_tiny"])
+def test_official_checkpoints_are_teachers(tmp_path, name):
+    """V-JEPA 1 and 2 files and a Hugging Face directory distil as they are (48 px teacher, 32 px student)."""
+    teacher = ROOT / "tests" / "fixtures" / name
+    recipe = tiny_recipe(
+        teacher,
+        tmp_path / "cache",
+        optim={"steps": 3, "warmup_steps": 1},
+        eval={"train_clips": 16, "test_clips": 8, "cosine_clips": 4, "epochs": 1},
+    )
+    result = distill(recipe, tmp_path / "run", progress=False)
+    report = result.report
+    assert report["teacher"]["input"] == [4, 48] and report["teacher"]["grid"] == [2, 3, 3]
+    assert report["student"]["grid"] == [2, 4, 4]  # the teacher's 3x3 map is resampled to the student's 4x4
+    assert report["teacher_params"] == sum(p.numel() for p in load_vjepa(teacher).encoder.parameters())
+    assert load_vjepa(result.student).encoder.embed_dim == 192
