@@ -178,7 +178,7 @@ class _Trainer:
             augment=c.data.augment,
             length=c.data.physics_clips,
         )
-        self.steps_per_epoch = steps_per_epoch(len(self.dataset), c.data.batch_size, info.world_size)
+        steps_per_epoch(len(self.dataset), c.data.batch_size, info.world_size)  # fails early under one batch
         self.std_ref: float | None = None
         self.collapse_steps: list[int] = []
 

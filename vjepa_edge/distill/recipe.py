@@ -57,7 +57,7 @@ class StudentConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TeacherConfig:
+class TeacherSource:
     """Where the teacher comes from: `embedded` (pretrained here on first use) or any file `load_vjepa` reads.
 
     `part`: which encoder distils (`auto`: the EMA target encoder when the file has one, as V-JEPA evaluates).
@@ -245,7 +245,7 @@ class Recipe:
     name: str
     description: str = ""
     student: StudentConfig = field(default_factory=StudentConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher: TeacherSource = field(default_factory=TeacherSource)
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -202,7 +202,7 @@ class _Distiller:
         self.dataset = open_source(
             r.data.source, spec=self.spec, train=True, seed=r.run.seed, augment=r.data.augment, length=r.data.clips
         )
-        self.steps_per_epoch = steps_per_epoch(len(self.dataset), r.data.batch_size, info.world_size)
+        steps_per_epoch(len(self.dataset), r.data.batch_size, info.world_size)  # fails early under one batch
         self.cache = None
         self.cache_info: dict[str, Any] = {"enabled": r.cache.enabled}
         self.mask_gen = torch.Generator()
