@@ -35,9 +35,10 @@ from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
 from vjepa_edge.runinfo import autocast_dtype, environment, write_json
-from vjepa_edge.train.distributed import DistInfo, any_across, mean_across, setup, shard_fsdp2, wrap_ddp
-from vjepa_edge.train.loop import Meter, ProgressBar, StepBatches, param_groups, truncate_metrics
+from vjepa_edge.train.distributed import DistInfo, any_across, setup, shard_fsdp2, wrap_ddp
+from vjepa_edge.train.loop import Meter, ProgressBar, StepBatches, log_metrics, param_groups, truncate_metrics
 from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
+from vjepa_edge.train.state import prepare_run_dir as _prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -98,27 +99,15 @@ class RunResult:
 
 def prepare_run_dir(config: TeacherConfig, out: Path, *, resume: bool) -> TeacherConfig:
     """Create the run folder, or check that a resumed run's folder matches; returns the config to train with."""
-    stored = out / "config.json"
-    if resume:
-        if not stored.is_file():
-            raise TrainingError(f"nothing to resume in {out}: no config.json", hint="drop --resume to start this run")
-        previous = config_from_dict(json.loads(stored.read_text()), where=str(stored))
-        if previous.digest() != config.digest():
-            changed = sorted(
-                k for k in previous.to_dict() if previous.to_dict().get(k) != config.to_dict().get(k) and k != "name"
-            )
-            raise TrainingError(
-                f"{out} was started with another config (sections that differ: {', '.join(changed) or 'run'})",
-                hint="resume with the same --config, --steps and --data as the first run, or choose another --out",
-            )
-        return previous
-    if list_checkpoints(out) or (out / "metrics.jsonl").exists():
-        raise TrainingError(
-            f"{out} already holds a run", hint="pass --resume to continue it, or --out to start another"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(stored, config.to_dict())
-    return config
+    return _prepare_run_dir(
+        out,
+        config,
+        resume=resume,
+        load=lambda data, where: config_from_dict(data, where=where),
+        file="config.json",
+        what="config",
+        hint="resume with the same --config, --steps and --data as the first run, or choose another --out",
+    )
 
 
 def pretrain(
@@ -287,10 +276,7 @@ class _Trainer:
         return result
 
     def _log(self, path: Path, step: int, meter: Meter, epoch: int) -> dict[str, float]:
-        means = meter.means()
-        keys = sorted(means)
-        reduced = dict(zip(keys, mean_across(self.info, [means[k] for k in keys]), strict=True))
-        row = {"step": step, "epoch": epoch, **reduced, "clips_per_s": meter.rate(), "time": time.time()}
+        reduced = row = log_metrics(path, step, epoch, meter, self.info)
         if self.std_ref is None:
             self.std_ref = reduced["target_std"]
         elif reduced["target_std"] < self.config.run.collapse_std * self.std_ref:
@@ -303,9 +289,6 @@ class _Trainer:
                 100 * reduced["target_std"] / self.std_ref,
                 self.std_ref,
             )
-        if self.info.is_main:
-            with path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
         return row
 
     def _save(self, step: int) -> None:

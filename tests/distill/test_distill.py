@@ -4,9 +4,6 @@ every registered student takes a distillation step and its checkpoint round-trip
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.distill.conftest import tiny_recipe
+from tests.torchrun import run_two_processes
 from vjepa_edge.distill.losses import DistillHead, DistillModel, distill_loss, teacher_targets
 from vjepa_edge.distill.train import adapt_clip, distill
 from vjepa_edge.errors import TrainingError
@@ -131,24 +129,13 @@ def test_adapt_clip_subsamples_frames_and_resizes():
     out = adapt_clip(clip, 4, 8)
     assert out.shape == (2, 3, 4, 8, 8)
     assert out[0, 0, :, 0, 0].tolist() == [0.0, 2.0, 4.0, 6.0]
-    assert adapt_clip(clip, 8, 16) is not None and torch.equal(adapt_clip(clip, 8, 16), clip)
+    assert torch.equal(adapt_clip(clip, 8, 16), clip)
 
 
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_file):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(29700 + os.getpid() % 1000),
-        str(ROOT / "tests" / "distill" / "ddp_worker.py"),
-        str(tmp_path),
-        str(teacher_file),
-    ]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_two_processes(
+        ROOT / "tests" / "distill" / "ddp_worker.py", str(tmp_path), str(teacher_file), port_base=29700
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert r0.keys() == r1.keys()

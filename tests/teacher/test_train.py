@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 
 from teacher.train import pretrain
 from tests.teacher.conftest import TINY, tiny_config
+from tests.torchrun import run_two_processes
 from vjepa_edge import VJEPA, load_vjepa
 from vjepa_edge.errors import TrainingError
 
@@ -115,20 +116,7 @@ def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, strategy):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(29500 + os.getpid() % 1000),
-        str(ROOT / "tests" / "teacher" / "ddp_worker.py"),
-        str(tmp_path),
-        strategy,
-    ]
-    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = run_two_processes(ROOT / "tests" / "teacher" / "ddp_worker.py", str(tmp_path), strategy, port_base=29500)
     assert done.returncode == 0, done.stderr[-3000:]
     r0, r1 = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert r0.keys() == r1.keys()

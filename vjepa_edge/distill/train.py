@@ -35,17 +35,18 @@ from vjepa_edge.models.students import create_student
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import student_model
 from vjepa_edge.runinfo import autocast_dtype, cache_root, environment, write_json
-from vjepa_edge.train.distributed import DistInfo, any_across, barrier, mean_across, setup, wrap_ddp
+from vjepa_edge.train.distributed import DistInfo, any_across, barrier, setup, wrap_ddp
 from vjepa_edge.train.loop import (
     Meter,
     ProgressBar,
     StepBatches,
+    log_metrics,
     param_groups,
     task_bar,
     truncate_metrics,
     warmup_cosine,
 )
-from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
+from vjepa_edge.train.state import list_checkpoints, load_checkpoint, prepare_run_dir, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -108,29 +109,6 @@ def load_teacher(recipe: Recipe, path: Path) -> nn.Module:
     return encoder.eval()
 
 
-def prepare_run_dir(recipe: Recipe, out: Path, *, resume: bool) -> Recipe:
-    stored = out / "recipe.json"
-    if resume:
-        if not stored.is_file():
-            raise TrainingError(f"nothing to resume in {out}: no recipe.json", hint="drop --resume to start this run")
-        previous = recipe_from_dict(json.loads(stored.read_text()), where=str(stored))
-        if previous.digest() != recipe.digest():
-            a, b = previous.to_dict(), recipe.to_dict()
-            changed = sorted(k for k in a if a.get(k) != b.get(k) and k not in ("name", "description"))
-            raise TrainingError(
-                f"{out} was started with another recipe (sections that differ: {', '.join(changed)})",
-                hint="resume with the same --recipe, --teacher and --data, or choose another --out",
-            )
-        return previous
-    if list_checkpoints(out) or (out / "metrics.jsonl").exists():
-        raise TrainingError(
-            f"{out} already holds a run", hint="pass --resume to continue it, or --out to start another"
-        )
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(stored, recipe.to_dict())
-    return recipe
-
-
 def distill(
     recipe: Recipe,
     out: str | Path | None = None,
@@ -147,7 +125,15 @@ def distill(
     info = setup()
     out = Path(out) if out is not None else RUNS / recipe.name
     if info.is_main:
-        recipe = prepare_run_dir(recipe, out, resume=resume)
+        recipe = prepare_run_dir(
+            out,
+            recipe,
+            resume=resume,
+            load=lambda data, where: recipe_from_dict(data, where=where),
+            file="recipe.json",
+            what="recipe",
+            hint="resume with the same --recipe, --teacher and --data, or choose another --out",
+        )
     if info.distributed:
         import torch.distributed as dist
 
@@ -330,9 +316,8 @@ class _Distiller:
             )
         if r.cache.enabled and start < total:
             self.prepare_cache()
-        step, t0 = start, time.perf_counter()
-        self.train_loop(start, total, stop_after)
-        step = max(start, min(total, stop_after or total))
+        t0 = time.perf_counter()
+        step = self.train_loop(start, total, stop_after)
         elapsed = time.perf_counter() - t0
         student = self.out / "student.safetensors"
         result = DistillResult(self.out, step, student, model=self.student)
@@ -343,7 +328,8 @@ class _Distiller:
             barrier(info)
         return result
 
-    def train_loop(self, start: int, total: int, stop_after: int | None) -> None:
+    def train_loop(self, start: int, total: int, stop_after: int | None) -> int:
+        """Train steps start.. up to `total` (or `stop_after`); returns the step reached."""
         r, info = self.recipe, self.info
         metrics = self.out / "metrics.jsonl"
         meter = Meter()
@@ -360,6 +346,7 @@ class _Distiller:
         )
         end = total if stop_after is None else min(total, stop_after)
         last: dict[str, float] = {}
+        step = start
         self.model.train()
         try:
             for step, epoch, batch in batches(start, end):
@@ -372,7 +359,7 @@ class _Distiller:
                     )
                 meter.add(batch["clip"].shape[0] * info.world_size, **values)
                 if step % r.run.log_every == 0 or step == total or step == start + 1:
-                    last = self._log(metrics, step, meter, epoch)
+                    last = log_metrics(metrics, step, epoch, meter, info)
                     meter.reset()
                 bar.update(step, last)
                 if step % r.run.checkpoint_every == 0 or step == end:
@@ -380,6 +367,7 @@ class _Distiller:
         finally:
             bar.close()
         self.health = batches.health
+        return step
 
     def _collate(self):
         if self.cache is None:
@@ -387,16 +375,6 @@ class _Distiller:
         from vjepa_edge.distill.cache import collate_with_teacher
 
         return collate_with_teacher
-
-    def _log(self, path: Path, step: int, meter: Meter, epoch: int) -> dict[str, float]:
-        means = meter.means()
-        keys = sorted(means)
-        reduced = dict(zip(keys, mean_across(self.info, [means[k] for k in keys]), strict=True))
-        row = {"step": step, "epoch": epoch, **reduced, "clips_per_s": meter.rate(), "time": time.time()}
-        if self.info.is_main:
-            with path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-        return row
 
     def _save(self, step: int) -> None:
         save_checkpoint(

@@ -48,6 +48,20 @@ class Meter:
         return self.clips / max(1e-9, time.perf_counter() - self.t0)
 
 
+def log_metrics(path: Path, step: int, epoch: int, meter: Meter, info: Any) -> dict[str, float]:
+    """The meter's means averaged over every process, as one `metrics.jsonl` row (written by rank 0)."""
+    from vjepa_edge.train.distributed import mean_across
+
+    means = meter.means()
+    keys = sorted(means)
+    reduced = dict(zip(keys, mean_across(info, [means[k] for k in keys]), strict=True))
+    row = {"step": step, "epoch": epoch, **reduced, "clips_per_s": meter.rate(), "time": time.time()}
+    if info.is_main:
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    return row
+
+
 def truncate_metrics(path: Path, step: int) -> None:
     """Drop the lines logged after the checkpoint a run resumes from (they are about to be redone)."""
     if not path.exists():

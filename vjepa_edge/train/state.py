@@ -12,9 +12,11 @@ process, DDP and FSDP2 (sharded DTensors are gathered on rank 0).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from torch import nn
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.arch import VJEPAArch
 from vjepa_edge.models.checkpoint import save_weights
+from vjepa_edge.runinfo import write_json
 from vjepa_edge.train.distributed import DistInfo, barrier
 
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
@@ -121,3 +124,38 @@ def load_checkpoint(
             hint="resume with the config the run was started with (its config.json)",
         ) from None
     return state
+
+
+def prepare_run_dir(
+    out: Path,
+    config: Any,
+    *,
+    resume: bool,
+    load: Callable[[dict[str, Any], str], Any],
+    file: str,
+    what: str,
+    hint: str,
+) -> Any:
+    """Create run folder `out` holding `file` (the resolved config), or check that the run being resumed there was
+    started with the same config; returns the config to train with. `config` has `to_dict()` and `digest()`;
+    `load(dict, where)` rebuilds one. A folder that holds a run is never overwritten."""
+    stored = out / file
+    if resume:
+        if not stored.is_file():
+            raise TrainingError(f"nothing to resume in {out}: no {file}", hint="drop --resume to start this run")
+        previous = load(json.loads(stored.read_text()), str(stored))
+        if previous.digest() != config.digest():
+            a, b = previous.to_dict(), config.to_dict()
+            changed = sorted(k for k in a if a.get(k) != b.get(k) and k not in ("name", "description"))
+            raise TrainingError(
+                f"{out} was started with another {what} (sections that differ: {', '.join(changed) or 'run'})",
+                hint=hint,
+            )
+        return previous
+    if list_checkpoints(out) or (out / "metrics.jsonl").exists():
+        raise TrainingError(
+            f"{out} already holds a run", hint="pass --resume to continue it, or --out to start another"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(stored, config.to_dict())
+    return config
