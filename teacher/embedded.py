@@ -19,8 +19,6 @@ from vjepa_edge.runinfo import cache_root
 log = logging.getLogger(__name__)
 
 EMBEDDED = "physics"
-# Measured on the reference machine (2 AMD EPYC cores with AVX512-BF16); see bench/pretrain_throughput.py.
-REFERENCE_MINUTES = 16
 
 
 def embedded_config() -> TeacherConfig:
@@ -43,12 +41,11 @@ def embedded_teacher(*, rebuild: bool = False, progress: bool = True, config: Te
         shutil.rmtree(run_dir)
     resume = (run_dir / "config.json").is_file()
     log.warning(
-        "%s the embedded teacher (%s, %d steps): about %d minutes on 2 CPU cores with bf16, longer without; "
-        "it is cached in %s and reused from then on",
+        "%s the embedded teacher (%s, %d steps); the time it takes is measured on this machine after its first "
+        "steps. It is cached in %s and reused from then on",
         "Resuming the pretraining of" if resume else "No cached teacher yet: pretraining",
         config.name,
         config.optim.steps,
-        REFERENCE_MINUTES,
         path.parent,
     )
     from teacher.train import pretrain

@@ -36,7 +36,15 @@ from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
 from vjepa_edge.runinfo import autocast_dtype, environment, write_json
 from vjepa_edge.train.distributed import DistInfo, any_across, setup, shard_fsdp2, wrap_ddp
-from vjepa_edge.train.loop import Meter, ProgressBar, StepBatches, log_metrics, param_groups, truncate_metrics
+from vjepa_edge.train.loop import (
+    Meter,
+    ProgressBar,
+    StepBatches,
+    log_metrics,
+    param_groups,
+    render_clips,
+    truncate_metrics,
+)
 from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
 from vjepa_edge.train.state import prepare_run_dir as _prepare_run_dir
 
@@ -168,6 +176,7 @@ class _Trainer:
             length=c.data.physics_clips,
         )
         steps_per_epoch(len(self.dataset), c.data.batch_size, info.world_size)  # fails early under one batch
+        self.stages = {"data_rendering": render_clips(self.dataset, enabled=self.show_progress, info=info)}
         self.std_ref: float | None = None
         self.collapse_steps: list[int] = []
 
@@ -234,7 +243,17 @@ class _Trainer:
             write_json(self.out / "env.json", {**environment(), "world_size": info.world_size, "amp": str(self.amp)})
         metrics = self.out / "metrics.jsonl"
         meter = Meter()
-        bar = ProgressBar("pretrain", total, start, enabled=self.show_progress, stats=_stats)
+        end = total if stop_after is None else min(total, stop_after)
+        bar = ProgressBar(
+            "pretrain",
+            total,
+            start,
+            enabled=self.show_progress,
+            stats=_stats,
+            end=end,
+            note=f"pretraining {c.name}" if info.is_main else None,
+            logger=log,
+        )
         batches = StepBatches(
             self.dataset,
             batch_size=c.data.batch_size,
@@ -244,7 +263,6 @@ class _Trainer:
             world_size=info.world_size,
             max_bad_fraction=c.data.max_bad_fraction,
         )
-        end = total if stop_after is None else min(total, stop_after)
         step, t_start = start, time.perf_counter()
         last: dict[str, float] = {}
         try:
@@ -319,6 +337,7 @@ class _Trainer:
             "collapse_warnings": self.collapse_steps,
             "clips_per_s": (step - start) * self.config.data.batch_size * self.info.world_size / max(elapsed, 1e-9),
             "wall_s_this_process": elapsed,
+            "stages": {**self.stages, "training": elapsed},  # seconds per stage, this process
             "world_size": self.info.world_size,
             "precision": "bf16" if self.amp else "fp32",
             "parameters": params,

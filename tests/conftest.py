@@ -20,6 +20,14 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Rendered clips, features and teachers go to a cache of the test session, never the user's."""
+    import os
+
+    os.environ["VJEPA_EDGE_CACHE"] = str(tmp_path_factory.mktemp("vjepa-edge-cache"))
+
+
 def pico_predictor_arch(pos: str, *, num_mask_tokens: int = 2) -> PredictorArch:
     """The predictor of the fixtures' test size (48 wide, 2 blocks, 3 heads), for a given position encoding."""
     return PredictorArch(

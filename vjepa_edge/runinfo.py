@@ -15,11 +15,21 @@ if TYPE_CHECKING:
     import torch
 
 
+def temp_beside(path: Path) -> tuple[int, str]:
+    """An open temp file in `path`'s folder (to be renamed onto `path`), with the mode a plain `open` would
+    give under the user's umask (mkstemp's own 0600 would leave reports unreadable to the user's group)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically (temp file in the same folder, then rename): a reader never sees half a file."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = temp_beside(p)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2, sort_keys=False)
@@ -79,12 +89,16 @@ def environment() -> dict[str, Any]:
 
 
 def cpu_has_fast_bf16() -> bool:
-    """AVX512-BF16 or AMX: bf16 matmuls run several times faster than fp32 (elsewhere they are slower)."""
+    """AVX512-BF16 or AMX, and not capped below AVX-512 by `ONEDNN_MAX_CPU_ISA`: bf16 matmuls then run several
+    times faster than fp32. Elsewhere (an AVX2 part, or an AVX-512 part run as one) they are emulated and
+    about 100x slower than fp32, so a run on such a CPU stays in fp32."""
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    capped = isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10"))
+    return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:

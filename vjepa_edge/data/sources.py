@@ -8,6 +8,7 @@ dataset whose items are dicts: `clip` [3, T, S, S] float, `label` (int, -1 when 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ class PhysicsDataset(Dataset):
     """`length` generated clips; item i is a pure function of (seed, split, i, spec, config).
 
     Training augmentation (random-resized crop, flip) draws from (seed, epoch, i); a flip mirrors the
-    `direction` label too, so labels stay true of the clip the model sees.
+    `direction` label too, so labels stay true of the clip the model sees. `render()` renders the clips once
+    into a memory-mapped store (`vjepa_edge.data.rendered`) that every later read uses; until then each item
+    is rendered when it is read.
     """
 
     label_names = EVENTS
@@ -55,6 +58,22 @@ class PhysicsDataset(Dataset):
         self.fps = float(spec.fps or self.config.fps)
         self.transform = ClipTransform(spec.size, "train" if train else "none", augment)
         self.epoch = 0
+        self.store = None
+
+    def render_key(self):
+        from vjepa_edge.data.rendered import RenderKey
+
+        return RenderKey(
+            seed=self.clip_seed(), frames=self.spec.frames, size=self.spec.size, fps=self.fps, config=self.config
+        )
+
+    def render(self, progress: Callable[..., Any] | None = None) -> PhysicsDataset:
+        """Render every clip once into the shared store (or find it there); later reads are memory-mapped."""
+        from vjepa_edge.data.rendered import RenderedClips
+
+        if self.store is None:
+            self.store = RenderedClips.ensure(self.render_key(), self.length, progress=progress)
+        return self
 
     def __len__(self) -> int:
         return self.length
@@ -68,18 +87,23 @@ class PhysicsDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < self.length:
             raise IndexError(index)
-        c = generate_clip(
-            index,
-            seed=self.clip_seed(),
-            frames=self.spec.frames,
-            size=self.spec.size,
-            fps=self.fps,
-            config=self.config,
-        )
-        clip, flipped = self.transform(c.frames, sample_generator(self.seed, self.epoch, index))
-        labels = c.labels()
-        if flipped and c.direction in ("left", "right"):
-            labels["direction"] = LABELS["direction"].index("right" if c.direction == "left" else "left")
+        if self.store is not None:
+            frames = self.store.frames(index)
+            labels = dict(zip(("event", "num_objects", "direction"), self.store.labels(index), strict=True))
+        else:
+            c = generate_clip(
+                index,
+                seed=self.clip_seed(),
+                frames=self.spec.frames,
+                size=self.spec.size,
+                fps=self.fps,
+                config=self.config,
+            )
+            frames, labels = c.frames, c.labels()
+        clip, flipped = self.transform(frames, sample_generator(self.seed, self.epoch, index))
+        direction = LABELS["direction"][labels["direction"]]
+        if flipped and direction in ("left", "right"):
+            labels["direction"] = LABELS["direction"].index("right" if direction == "left" else "left")
         return {
             "clip": clip,
             "label": labels["event"],

@@ -17,7 +17,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vjepa_edge.data.loader import collate_clips
 from vjepa_edge.errors import CacheError, ConfigError
-from vjepa_edge.runinfo import write_json
+from vjepa_edge.runinfo import temp_beside, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -208,7 +207,7 @@ def _file_sha256(path: Path) -> str:
 
 def _write_shard(directory: Path, name: str, array: np.ndarray, start: int) -> dict[str, Any]:
     """Write one shard atomically (temp file in the same directory, then rename); return its manifest entry."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    fd, tmp = temp_beside(directory / name)
     try:
         with os.fdopen(fd, "wb") as f:
             w = _HashingWriter(f)

@@ -41,7 +41,7 @@ def feature_cosine(d: _Distiller, *, progress: bool) -> float:
     r = d.recipe
     n = r.eval.cosine_clips
     if r.data.source == PHYSICS:
-        dataset = PhysicsDataset(d.spec, length=n, seed=r.run.seed, split="test")
+        dataset = PhysicsDataset(d.spec, length=n, seed=r.run.seed, split="test").render()
     else:
         full = open_source(r.data.source, spec=d.spec, train=False, seed=r.run.seed)
         dataset = Subset(full, range(min(n, len(full))))

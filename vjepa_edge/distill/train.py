@@ -42,6 +42,7 @@ from vjepa_edge.train.loop import (
     StepBatches,
     log_metrics,
     param_groups,
+    render_clips,
     task_bar,
     truncate_metrics,
     warmup_cosine,
@@ -150,8 +151,12 @@ class _Distiller:
         self.device = info.device
         self.amp = autocast_dtype(r.run.precision, info.device)
         # The embedded teacher is pretrained by rank 0 alone; the others then read the cached file.
+        t0 = time.perf_counter()
         if info.is_main:
             self.teacher_path = resolve_teacher(r, progress=self.show)
+        self.stages: dict[str, float] = {
+            "teacher_pretraining": time.perf_counter() - t0
+        }  # seconds per stage, this process
         barrier(info)
         if not info.is_main:
             self.teacher_path = resolve_teacher(r, progress=False)
@@ -189,6 +194,7 @@ class _Distiller:
             r.data.source, spec=self.spec, train=True, seed=r.run.seed, augment=r.data.augment, length=r.data.clips
         )
         steps_per_epoch(len(self.dataset), r.data.batch_size, info.world_size)  # fails early under one batch
+        self.stages["data_rendering"] = render_clips(self.dataset, enabled=self.show, info=info)
         self.cache = None
         self.cache_info: dict[str, Any] = {"enabled": r.cache.enabled}
         self.mask_gen = torch.Generator()
@@ -315,10 +321,12 @@ class _Distiller:
                 },
             )
         if r.cache.enabled and start < total:
+            t0 = time.perf_counter()
             self.prepare_cache()
+            self.stages["feature_cache"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         step = self.train_loop(start, total, stop_after)
-        elapsed = time.perf_counter() - t0
+        elapsed = self.stages["training"] = time.perf_counter() - t0
         student = self.out / "student.safetensors"
         result = DistillResult(self.out, step, student, model=self.student)
         if step >= total:
@@ -333,7 +341,17 @@ class _Distiller:
         r, info = self.recipe, self.info
         metrics = self.out / "metrics.jsonl"
         meter = Meter()
-        bar = ProgressBar("distill", total, start, enabled=self.show, stats=_stats)
+        end = total if stop_after is None else min(total, stop_after)
+        bar = ProgressBar(
+            "distill",
+            total,
+            start,
+            enabled=self.show,
+            stats=_stats,
+            end=end,
+            note=f"distilling {r.name}" if info.is_main else None,
+            logger=log,
+        )
         batches = StepBatches(
             self.dataset,
             batch_size=r.data.batch_size,
@@ -344,7 +362,6 @@ class _Distiller:
             collate=self._collate(),
             max_bad_fraction=r.data.max_bad_fraction,
         )
-        end = total if stop_after is None else min(total, stop_after)
         last: dict[str, float] = {}
         step = start
         self.model.train()
@@ -394,7 +411,9 @@ class _Distiller:
 
         self.model.eval()
         rows = [json.loads(ln) for ln in (self.out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+        t0 = time.perf_counter()
         report = evaluate(self, progress=self.show)
+        self.stages["evaluation"] = time.perf_counter() - t0
         report.update(
             {
                 "recipe": self.recipe.name,
@@ -409,6 +428,8 @@ class _Distiller:
                 "world_size": self.info.world_size,
                 "precision": "bf16" if self.amp else "fp32",
                 "cache": self.cache_info,
+                "stages": dict(self.stages),
+                "torch_threads": torch.get_num_threads(),
                 "teacher_path": str(self.teacher_path),
                 "student_path": str(self.out / "student.safetensors"),
                 "bad_videos": self.health.summary() if getattr(self, "health", None) is not None else None,

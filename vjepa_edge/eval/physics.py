@@ -37,8 +37,9 @@ def physics_probe(
     progress: Callable[..., Any] | None = None,
 ) -> dict[str, dict[str, ProbeResult]]:
     """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips."""
-    train_set = PhysicsDataset(spec, length=train_clips, seed=seed, split="val")
-    test_set = PhysicsDataset(spec, length=test_clips, seed=seed, split="test")
+    # Rendered once (or found in the store), then read by every encoder.
+    train_set = PhysicsDataset(spec, length=train_clips, seed=seed, split="val").render()
+    test_set = PhysicsDataset(spec, length=test_clips, seed=seed, split="test").render()
     results: dict[str, dict[str, ProbeResult]] = {}
     for name, encoder in encoders.items():
         kw = dict(autocast_dtype=autocast_dtype, device=device, progress=progress)

@@ -18,7 +18,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -34,6 +33,7 @@ from vjepa_edge.models.arch import AnyEncoderArch, EncoderArch, PredictorArch, T
 from vjepa_edge.models.infer import infer_encoder, infer_predictor
 from vjepa_edge.models.keymaps import hf_vjepa2_to_native, prefix, strip_wrapper_prefixes, tubelet_conv_to_linear
 from vjepa_edge.models.vjepa import PARTS, VJEPA, Source
+from vjepa_edge.runinfo import temp_beside
 
 FORMAT_TAG = "vjepa-edge"
 StateDict = dict[str, Tensor]
@@ -334,7 +334,7 @@ def save_weights(arch: VJEPAArch, state_dict: dict[str, Tensor], path: str | os.
     p.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
     meta = {"format": FORMAT_TAG, "arch": json.dumps(arch.to_dict())}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    fd, tmp = temp_beside(p)
     os.close(fd)
     try:
         save_file(sd, tmp, metadata=meta)

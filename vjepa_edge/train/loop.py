@@ -48,6 +48,44 @@ class Meter:
         return self.clips / max(1e-9, time.perf_counter() - self.t0)
 
 
+class TimeLeft:
+    """The time a loop has left, from the rate measured on this machine: steps after the first few (which pay
+    for allocations and warm-up) are timed, and `note(step)` logs the estimate once, `after` steps in."""
+
+    def __init__(self, label: str, start: int, end: int, *, skip: int = 2, after: int = 8) -> None:
+        self.label, self.end, self.skip, self.after = label, end, skip, after
+        self.first = start + skip
+        self.t_first: float | None = None
+        self.noted = False
+
+    def seconds(self, step: int) -> float | None:
+        """Seconds left after `step`, or None before any step was timed."""
+        if step == self.first:
+            self.t_first = time.perf_counter()
+        if self.t_first is None or step <= self.first:
+            return None
+        per_step = (time.perf_counter() - self.t_first) / (step - self.first)
+        return per_step * (self.end - step)
+
+    def note(self, step: int, logger: Any) -> None:
+        left = self.seconds(step)
+        if left is None or self.noted or step < self.first + self.after:
+            return
+        self.noted = True
+        logger.warning(
+            "%s: %s left, measured on this machine (%d steps to go)", self.label, fmt_time(left), self.end - step
+        )
+
+
+def fmt_time(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def log_metrics(path: Path, step: int, epoch: int, meter: Meter, info: Any) -> dict[str, float]:
     """The meter's means averaged over every process, as one `metrics.jsonl` row (written by rank 0)."""
     from vjepa_edge.train.distributed import mean_across
@@ -71,7 +109,8 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 class ProgressBar:
-    """A rich progress bar (stderr, rank 0) over steps, with the time left and `stats(last_logged_row)`."""
+    """A rich progress bar (stderr, rank 0) over steps, with `stats(last_logged_row)` and the time left from
+    the rate measured on this machine (`TimeLeft`), which is also logged once as a note when `note` is set."""
 
     def __init__(
         self,
@@ -81,31 +120,40 @@ class ProgressBar:
         *,
         enabled: bool,
         stats: Callable[[dict[str, float]], str] | None = None,
+        end: int | None = None,
+        note: str | None = None,
+        logger: Any = None,
     ) -> None:
         self.progress = None
         self.stats = stats
+        self.left = TimeLeft(note or label, start, total if end is None else end)
+        self.note, self.logger = note, logger
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.progress = Progress(
             TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("steps"),
-            TimeRemainingColumn(),
+            TextColumn("{task.fields[left]}"),
             TextColumn("{task.fields[stats]}"),
             console=Console(stderr=True),
         )
         self.progress.start()
-        self.task = self.progress.add_task(label, total=total, completed=start, stats="")
+        self.task = self.progress.add_task(label, total=total, completed=start, stats="", left="")
 
     def update(self, step: int, last: dict[str, float]) -> None:
+        left = self.left.seconds(step)
+        if self.note and self.logger is not None:
+            self.left.note(step, self.logger)
         if self.progress is None:
             return
         text = self.stats(last) if last and self.stats is not None else ""
-        self.progress.update(self.task, completed=step, stats=text)
+        shown = f"{fmt_time(left)} left" if left is not None else "timing..."
+        self.progress.update(self.task, completed=step, stats=text, left=shown)
 
     def close(self) -> None:
         if self.progress is not None:
@@ -135,6 +183,26 @@ def task_bar(label: str, total: int, *, enabled: bool, unit: str = "clips") -> I
             bar.update(task, advance=advance)
 
         yield advance
+
+
+def render_clips(dataset: Any, *, enabled: bool, info: Any = None) -> float:
+    """Render a physics dataset's clips once into the shared store, with a progress bar (other sources read
+    their files as they go and pass through); under torchrun rank 0 renders and the others then open the
+    store. Returns the seconds it took."""
+    if getattr(dataset, "render", None) is None or dataset.store is not None:
+        return 0.0
+    from vjepa_edge.train.distributed import barrier
+
+    main = info is None or info.is_main
+    t0 = time.perf_counter()
+    if main:
+        with task_bar("render clips", len(dataset), enabled=enabled) as bar:
+            dataset.render(progress=bar)
+    if info is not None:
+        barrier(info)
+    if not main:
+        dataset.render()
+    return time.perf_counter() - t0
 
 
 def warmup_cosine(step: int, *, steps: int, warmup: int, start: float, peak: float, final: float) -> float:
