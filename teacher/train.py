@@ -34,7 +34,7 @@ from vjepa_edge.data.sources import check_source, open_source
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
-from vjepa_edge.runinfo import autocast_dtype, environment, write_json
+from vjepa_edge.runinfo import autocast_dtype, environment, warn_if_threads_idle, write_json
 from vjepa_edge.train.distributed import DistInfo, any_across, setup, shard_fsdp2, wrap_ddp
 from vjepa_edge.train.loop import (
     Meter,
@@ -150,6 +150,8 @@ class _Trainer:
         self.arch = c.arch()
         self.device = info.device
         self.amp = autocast_dtype(c.run.precision, info.device)
+        if self.device.type == "cpu" and info.is_main:
+            warn_if_threads_idle(log)
         torch.manual_seed(c.run.seed)
         model = VJEPA(self.arch)
         model.target_encoder.load_state_dict(model.encoder.state_dict())  # the EMA starts as a copy

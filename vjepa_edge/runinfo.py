@@ -72,6 +72,7 @@ def environment() -> dict[str, Any]:
         "torch": torch.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_info(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda if torch.cuda.is_available() else None,
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -86,6 +87,44 @@ def environment() -> dict[str, Any]:
         except Exception:  # not installed (the GPU machine carries only what training needs)
             env[name] = None
     return env
+
+
+def cpu_info() -> dict[str, Any]:
+    """The CPU a figure was measured on: model, usable cores and the vector extensions that decide speed."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model in ("", platform.machine()):
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+    return {
+        "model": model,
+        "cores": cores,
+        "flags": [f for f in wanted if f in flags],
+        "bf16": "native" if cpu_has_fast_bf16() else "emulated (runs stay in fp32)",
+    }
+
+
+def warn_if_threads_idle(logger: Any) -> None:
+    """Say so when torch computes on fewer threads than the cores this process may use (a stray
+    OMP_NUM_THREADS=1, say): on a 2-core machine that halves every CPU stage."""
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if torch.get_num_threads() < cores:
+        logger.warning(
+            "torch computes on %d thread(s) but this process may use %d cores; unset OMP_NUM_THREADS or call "
+            "torch.set_num_threads(%d) to use them all",
+            torch.get_num_threads(),
+            cores,
+            cores,
+        )
 
 
 def cpu_has_fast_bf16() -> bool:

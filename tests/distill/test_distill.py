@@ -47,6 +47,9 @@ def test_short_run_learns_and_writes_a_loadable_student(tmp_path, teacher_file):
     assert REPORT_KEYS <= report.keys()
     assert report["retention"] == pytest.approx(report["student_probe_acc"] / report["teacher_probe_acc"])
     assert report["cache"]["enabled"] and report["cache"]["bytes"] > 0 and not report["cache"]["reused"]
+    stages = report["stages"]
+    assert set(stages) == {"teacher_pretraining", "data_rendering", "feature_cache", "training", "evaluation"}
+    assert all(stages[k] > 0 for k in ("data_rendering", "feature_cache", "training", "evaluation")), stages
     # The student file is this project's format: load_vjepa(...).encoder is the trained student.
     loaded = load_vjepa(result.student).encoder
     clip = torch.randn(2, 3, 4, 32, 32)

@@ -17,7 +17,7 @@ def test_pretrained_once_then_cached(tmp_path, monkeypatch, caplog):
         path = embedded.embedded_teacher(config=cfg, progress=False)
     assert path.parent == tmp_path / "xdg" / "vjepa-edge" / "teachers"
     assert path.name == f"tiny-{cfg.digest()}.safetensors"
-    assert "pretraining the embedded teacher" in caplog.text and "minutes" in caplog.text
+    assert "pretraining the embedded teacher" in caplog.text and "measured on this machine" in caplog.text
     model = load_vjepa(path)
     assert model.arch == cfg.arch()
     stamp = path.stat().st_mtime_ns

@@ -44,6 +44,9 @@ def test_short_run_lowers_the_loss_and_writes_a_loadable_teacher(tmp_path):
     assert model.arch.encoder == init.encoder
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     assert report["steps"] == 40 and report["final_loss"] == rows[-1]["loss"]
+    # wall time per stage: the clips were rendered once, before the loop, and the loop was timed apart
+    assert set(report["stages"]) == {"data_rendering", "training"}
+    assert report["stages"]["data_rendering"] > 0 and report["stages"]["training"] > 0
     for key in ("lr", "wd", "momentum", "grad_norm", "target_std", "clips_per_s"):
         assert key in rows[0]
 

@@ -34,7 +34,7 @@ from vjepa_edge.models.checkpoint import load_vjepa
 from vjepa_edge.models.students import create_student
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import student_model
-from vjepa_edge.runinfo import autocast_dtype, cache_root, environment, write_json
+from vjepa_edge.runinfo import autocast_dtype, cache_root, environment, warn_if_threads_idle, write_json
 from vjepa_edge.train.distributed import DistInfo, any_across, barrier, setup, wrap_ddp
 from vjepa_edge.train.loop import (
     Meter,
@@ -150,6 +150,8 @@ class _Distiller:
         self.out, self.info, self.show = out, info, progress and info.is_main
         self.device = info.device
         self.amp = autocast_dtype(r.run.precision, info.device)
+        if self.device.type == "cpu" and info.is_main:
+            warn_if_threads_idle(log)
         # The embedded teacher is pretrained by rank 0 alone; the others then read the cached file.
         t0 = time.perf_counter()
         if info.is_main:

@@ -1,0 +1,64 @@
+"""Precision and machine records: bf16 only where the CPU runs it natively; the CPU named beside figures."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+import torch
+
+from vjepa_edge import runinfo
+
+AVX2_ONLY = "flags\t\t: fpu sse sse2 avx avx2 fma\n"
+BF16 = "flags\t\t: fpu sse sse2 avx avx2 fma avx512f avx512_bf16\n"
+
+
+@pytest.fixture
+def cpuinfo(monkeypatch):
+    def use(text: str) -> None:
+        monkeypatch.setattr(runinfo.Path, "read_text", lambda self, *a, **k: text)
+
+    return use
+
+
+def test_auto_stays_fp32_on_an_avx2_only_cpu(cpuinfo, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpuinfo(AVX2_ONLY)
+    assert not runinfo.cpu_has_fast_bf16()
+    assert runinfo.autocast_dtype("auto", torch.device("cpu")) is None
+
+
+def test_auto_uses_bf16_where_native_unless_the_isa_is_capped(cpuinfo, monkeypatch):
+    cpuinfo(BF16)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert runinfo.autocast_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # an AVX-512 part run as an AVX2 one
+    assert runinfo.autocast_dtype("auto", torch.device("cpu")) is None
+    assert runinfo.autocast_dtype("fp32", torch.device("cpu")) is None
+
+
+def test_cpu_info_names_the_flags_that_decide_speed(cpuinfo, monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    cpuinfo("model name\t: Test CPU 9000\n" + AVX2_ONLY)
+    info = runinfo.cpu_info()
+    assert info["model"] == "Test CPU 9000" and info["flags"] == ["avx2", "fma"]
+    assert info["bf16"].startswith("emulated") and info["cores"] >= 1
+
+
+def test_idle_threads_are_reported(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(runinfo.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    runinfo.warn_if_threads_idle(logging.getLogger("vjepa_edge.test"))
+    assert "1 thread(s) but this process may use 4 cores" in caplog.text
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = runinfo.write_json(tmp_path / "report.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(p.stat().st_mode) == 0o644
