@@ -22,7 +22,6 @@ cache's speed-up. The teacher is the recipe's architecture with random weights u
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
@@ -35,28 +34,9 @@ from vjepa_edge.data.loader import ClipLoader, StepBatchSampler, collate_clips
 from vjepa_edge.distill.cache import collate_with_teacher
 from vjepa_edge.distill.recipe import load_recipe
 from vjepa_edge.distill.train import _Distiller
-from vjepa_edge.runinfo import autocast_dtype, cpu_has_fast_bf16
+from vjepa_edge.runinfo import autocast_dtype, machine_line
 from vjepa_edge.train.distributed import DistInfo
 from vjepa_edge.train.loop import render_clips
-
-
-def machine(device: torch.device) -> str:
-    """CPU model, usable cores, torch threads and whether bf16 is native: the figures depend on all four."""
-    model = "unknown CPU"
-    try:
-        model = next(
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    bf16 = "native" if cpu_has_fast_bf16() else "not native (emulated)"
-    text = f"CPU {model}, {cores} cores, {torch.get_num_threads()} torch threads, bf16 {bf16}"
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
 
 
 def embedded_teacher_or_random(tmp: Path) -> Path:
@@ -139,7 +119,7 @@ def main() -> None:
             f"teacher {d.teacher_dim}-wide {d.spec.frames}x{d.spec.size}, batch {batch}, on {device}, "
             f"precision {'bf16' if d.amp else 'fp32'}"
         )
-        print(machine(device))
+        print(machine_line(device))
         print(f"rendered {clips} physics clips before any round: {rendered:.1f} s (0 when already in the store)")
         print(f"cache build: {build:.1f} clips/s (teacher forward + fp16 write), {d.cache.nbytes / 1e6:.1f} MB")
         in_memory = {

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -35,31 +34,12 @@ import torch
 from teacher.config import load_config
 from teacher.train import _Trainer, pretrain
 from vjepa_edge.data.sources import open_source
-from vjepa_edge.runinfo import autocast_dtype, cpu_has_fast_bf16
+from vjepa_edge.runinfo import autocast_dtype, machine_line
 from vjepa_edge.train.distributed import DistInfo
 from vjepa_edge.train.loop import render_clips
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets (FLOP/s).
 GPU_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
-
-
-def machine(device: torch.device) -> str:
-    """CPU model, usable cores, torch threads and whether bf16 is native: the figures depend on all four."""
-    model = "unknown CPU"
-    try:
-        model = next(
-            ln.split(":", 1)[1].strip()
-            for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    bf16 = "native" if cpu_has_fast_bf16() else "not native (emulated)"
-    text = f"CPU {model}, {cores} cores, {torch.get_num_threads()} torch threads, bf16 {bf16}"
-    if device.type == "cuda":
-        text += f"; GPU {torch.cuda.get_device_name(device)}"
-    return text
 
 
 def bf16_skip_reason(device: torch.device) -> str | None:
@@ -156,7 +136,7 @@ def main() -> None:
         f"config {cfg.name}: encoder {enc.embed_dim}x{enc.depth}, {enc.num_patches} tokens "
         f"({clip_spec.frames}x{clip_spec.size}px), batch {B}, on {device}, auto precision {auto_name}"
     )
-    print(machine(device))
+    print(machine_line(device))
 
     dataset = open_source(
         "physics",

@@ -111,6 +111,20 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
+def machine_line(device: torch.device | None = None) -> str:
+    """One line naming what a figure was measured on: CPU model, cores, flags, torch threads, bf16, GPU."""
+    import torch
+
+    cpu = cpu_info()
+    text = (
+        f"CPU {cpu['model']}, {cpu['cores']} cores ({' '.join(cpu['flags']) or 'no AVX2'}), "
+        f"{torch.get_num_threads()} torch threads, bf16 {cpu['bf16']}"
+    )
+    if device is not None and device.type == "cuda":
+        text += f"; GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
 def warn_if_threads_idle(logger: Any) -> None:
     """Say so when torch computes on fewer threads than the cores this process may use (a stray
     OMP_NUM_THREADS=1, say): on a 2-core machine that halves every CPU stage."""

@@ -48,7 +48,6 @@ class PhysicsConfig:
     fps: float = 8.0
     max_distractors: int = 3
     max_screens: int = 2
-    object_scale: float = 1.0  # size of the objects relative to the room the camera shows
 
     def __post_init__(self) -> None:
         problems = []
@@ -62,8 +61,6 @@ class PhysicsConfig:
                     problems.append(f"{name}: unknown {v!r}{hint}; known: {', '.join(known)}")
         if not 0 < self.fps <= 240:
             problems.append(f"fps={self.fps!r}: need a number in (0, 240]")
-        if not isinstance(self.object_scale, int | float) or not 0.5 <= self.object_scale <= 2.0:
-            problems.append(f"object_scale={self.object_scale!r}: need a number in [0.5, 2]")
         for name in ("max_distractors", "max_screens"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 0 <= value <= 3:
@@ -157,7 +154,6 @@ def generate_clip(
         _times(frames, fps),
         distractors=config.max_distractors,
         screens=config.max_screens,
-        scale=config.object_scale,
     )
     clip, ids = _render(scene, state, rng, with_ids)
     track = np.array([view.to_px(x[0], y[0]) for x, y in zip(state.x, state.y, strict=True)], np.float32)
@@ -198,9 +194,7 @@ def generate_voe_pair(
     times = _times(frames, fps)
     for _ in range(attempts):
         view, room_width = make_view(rng, height, width)
-        built = build_voe_scene(
-            rng, kind, view, room_width, times, distractors=config.max_distractors, scale=config.object_scale
-        )
+        built = build_voe_scene(rng, kind, view, room_width, times, distractors=config.max_distractors)
         if built is None:
             continue
         scene, actions = built

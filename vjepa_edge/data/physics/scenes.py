@@ -40,7 +40,6 @@ class Scene:
     bodies: list[Body] = field(default_factory=list)
     posts: list[Rect] = field(default_factory=list)
     screens: list[Rect] = field(default_factory=list)
-    scale: float = 1.0  # object size relative to the default (the camera frames the same room)
 
     def simulate(self, actions: dict[int, Callable[[World], None]] | None = None) -> tuple[FrameState, Events]:
         world = World(self.room_width, copy.deepcopy(self.bodies), list(self.posts))
@@ -58,11 +57,11 @@ def make_view(rng: np.random.Generator, height: int, width: int) -> tuple[View, 
     return View(x0=x0, y0=y0, h=h, height=height, width=width), room_width
 
 
-def _body(rng: np.random.Generator, scene: Scene, shape: str | None = None, **kw) -> Body:
+def _body(rng: np.random.Generator, shape: str | None = None, **kw) -> Body:
     shape = shape or ("circle" if rng.random() < 0.6 else "square")
     pattern = kw.pop("pattern", None) or str(rng.choice(["stripe", "dot", "solid"]))
     color = hsv(rng.random(), rng.uniform(0.55, 1.0), rng.uniform(0.65, 1.0))
-    r = (kw.pop("r", None) or rng.uniform(0.08, 0.16)) * scene.scale
+    r = kw.pop("r", None) or rng.uniform(0.08, 0.16)
     return Body(shape=shape, r=r, x=0.0, y=r, color=color, pattern=pattern, **kw)
 
 
@@ -84,7 +83,7 @@ def _start_for_run(rng: np.random.Generator, scene: Scene, b: Body, travel: floa
 
 # -- event builders: each adds body 0 (and body 1 for collides) --------------------------------------------
 def _falls(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, restitution=0.0)
+    b = _body(rng, restitution=0.0)
     t_land = rng.uniform(0.3, 0.65) * dur
     b.y = min(b.r + 0.5 * GRAVITY * t_land**2, TOP)
     b.vx = rng.uniform(-0.05, 0.05)
@@ -93,7 +92,7 @@ def _falls(rng, scene: Scene, dur: float) -> None:
 
 
 def _bounces(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, restitution=rng.uniform(0.6, 0.85))
+    b = _body(rng, restitution=rng.uniform(0.6, 0.85))
     t_hit = rng.uniform(0.15, 0.45) * dur
     b.vy = rng.uniform(-0.5, 0.3)
     b.y = min(max(b.r - b.vy * t_hit + 0.5 * GRAVITY * t_hit**2, b.r + 0.15), TOP)
@@ -103,7 +102,7 @@ def _bounces(rng, scene: Scene, dur: float) -> None:
 
 
 def _rolls(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, "circle", pattern=str(rng.choice(["stripe", "dot"])))
+    b = _body(rng, "circle", pattern=str(rng.choice(["stripe", "dot"])))
     b.rolling *= _low_drag(dur)
     b.vx = _sign(rng) * rng.uniform(0.25, 0.5) * scene.room_width / dur
     b.x = _start_for_run(rng, scene, b, b.vx * dur)
@@ -111,7 +110,7 @@ def _rolls(rng, scene: Scene, dur: float) -> None:
 
 
 def _slides(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, "square")
+    b = _body(rng, "square")
     t_stop = rng.uniform(0.45, 0.85) * dur
     dist = rng.uniform(0.25, 0.45) * scene.room_width
     speed = 2 * dist / t_stop
@@ -122,7 +121,7 @@ def _slides(rng, scene: Scene, dur: float) -> None:
 
 
 def _collides(rng, scene: Scene, dur: float) -> None:
-    a, b = _body(rng, scene, restitution=rng.uniform(0.5, 0.9)), _body(rng, scene, restitution=rng.uniform(0.5, 0.9))
+    a, b = _body(rng, restitution=rng.uniform(0.5, 0.9)), _body(rng, restitution=rng.uniform(0.5, 0.9))
     for body in (a, b):
         body.friction, body.rolling = 0.01 * _low_drag(dur), body.rolling * _low_drag(dur)
     t_hit = rng.uniform(0.3, 0.55) * dur
@@ -140,7 +139,7 @@ def _collides(rng, scene: Scene, dur: float) -> None:
 
 
 def _rebounds(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, restitution=rng.uniform(0.5, 0.9))
+    b = _body(rng, restitution=rng.uniform(0.5, 0.9))
     b.friction, b.rolling = 0.01 * _low_drag(dur), b.rolling * _low_drag(dur)
     t_hit = rng.uniform(0.3, 0.55) * dur
     speed = rng.uniform(0.3, 0.6) * scene.room_width / dur
@@ -154,7 +153,7 @@ def _rebounds(rng, scene: Scene, dur: float) -> None:
 
 
 def _thrown(rng, scene: Scene, dur: float) -> None:
-    b = _body(rng, scene, restitution=0.1)
+    b = _body(rng, restitution=0.1)
     b.y = b.r + rng.uniform(0.0, 0.25)
     t_apex = min(rng.uniform(0.3, 0.5) * dur, math.sqrt(2 * (TOP - b.y) / GRAVITY))
     b.vy = GRAVITY * t_apex
@@ -232,7 +231,7 @@ def add_distractors(rng, scene: Scene, count: int) -> bool:
         for i, b in enumerate(scene.bodies)
     ]
     for _ in range(count):
-        d = _body(rng, scene, restitution=0.3, friction=0.5, r=rng.uniform(0.06, 0.12))
+        d = _body(rng, restitution=0.3, friction=0.5, r=rng.uniform(0.06, 0.12))
         for attempt in range(16):
             d.x = rng.uniform(d.r + 0.02, scene.room_width - d.r - 0.02)
             d.y = d.r if attempt < 8 else rng.uniform(0.4, TOP)
@@ -289,14 +288,13 @@ def build_event_scene(
     *,
     distractors: int,
     screens: int,
-    scale: float = 1.0,
     attempts: int = 50,
 ) -> tuple[Scene, FrameState]:
     dur = times[-1] + (times[1] - times[0] if len(times) > 1 else 0.0)
     movers = 2 if event == "collides" else 1
     count = int(rng.integers(0, min(distractors, MAX_OBJECTS - movers) + 1))  # drawn once: keeps counts even
     for _ in range(attempts):
-        scene = Scene(view=view, room_width=room_width, times=times, scale=scale)
+        scene = Scene(view=view, room_width=room_width, times=times)
         BUILDERS[event](rng, scene, dur)
         if not add_distractors(rng, scene, count):
             continue
@@ -319,19 +317,12 @@ def _recolour(color: tuple[int, int, int], rng) -> tuple[int, int, int]:
 
 
 def build_voe_scene(
-    rng: np.random.Generator,
-    kind: str,
-    view: View,
-    room_width: float,
-    times: list[float],
-    *,
-    distractors: int,
-    scale: float = 1.0,
+    rng: np.random.Generator, kind: str, view: View, room_width: float, times: list[float], *, distractors: int
 ) -> tuple[Scene, dict[int, Callable[[World], None]]] | None:
     """A scene and the actions that make its impossible twin, or None when this draw does not work out."""
     n = len(times)
     dur = times[-1] + (times[1] - times[0])
-    scene = Scene(view=view, room_width=room_width, times=times, scale=scale)
+    scene = Scene(view=view, room_width=room_width, times=times)
     k = max(2, int(rng.uniform(0.3, 0.55) * n))
     if kind in ("vanishes", "passes_through", "teleports") or rng.random() < 0.5:
         _rolls(rng, scene, dur)
