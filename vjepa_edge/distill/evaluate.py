@@ -90,6 +90,7 @@ def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
             autocast_dtype=d.amp,
             device=d.device,
             progress=bar,
+            cache={"teacher": d.teacher_digest},  # a teacher's probe tokens are kept for its next student
         )
     acc = {name: sum(x.accuracy for x in per.values()) / len(per) for name, per in results.items()}
     chance = sum(x.chance for x in results["teacher"].values()) / len(results["teacher"])

@@ -11,6 +11,7 @@ ends with the weights of an uninterrupted run. At the end the student is evaluat
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -203,6 +204,13 @@ class _Distiller:
 
     # ------------------------------------------------------------------ teacher features
 
+    @functools.cached_property
+    def teacher_digest(self) -> str:
+        """A hash of the teacher's weights: the key of its cached features (training clips and probe clips)."""
+        from vjepa_edge.distill.cache import state_dict_digest
+
+        return state_dict_digest(self.teacher.state_dict())
+
     @torch.no_grad()
     def encode(self, clip: Tensor) -> Tensor:
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
@@ -215,14 +223,13 @@ class _Distiller:
             CacheKey,
             FeatureCache,
             build_cache,
-            state_dict_digest,
         )
 
         r = self.recipe
         root = Path(r.cache.dir).expanduser() if r.cache.dir else cache_root() / "features"
         key = CacheKey.for_dataset(
             self.dataset,
-            teacher=state_dict_digest(self.teacher.state_dict()),
+            teacher=self.teacher_digest,
             source=r.data.source,
             views=r.cache.views,
             grid=self.teacher_grid,

@@ -3,12 +3,19 @@
 `physics_probe({"teacher": enc, "random init": random_init_like(enc)}, ...)` extracts every encoder's tokens
 on the same held-out physics clips (probe training clips from the `val` stream, test clips from the `test`
 stream; neither overlaps the pretraining stream) and trains the same probe on each, so the accuracies
-compare encoders and nothing else.
+compare encoders and nothing else. The clips are rendered once for all encoders; an encoder named in `cache`
+(a teacher, distilled into one student after another) has its tokens kept under the user cache, keyed by its
+weights, the clips and the precision, so it is encoded once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -16,7 +23,10 @@ from torch import nn
 
 from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.sources import PhysicsDataset
-from vjepa_edge.eval.probe import ProbeConfig, ProbeResult, extract_features, probe
+from vjepa_edge.eval.probe import Features, ProbeConfig, ProbeResult, extract_features, probe
+from vjepa_edge.runinfo import cache_root, temp_beside
+
+log = logging.getLogger(__name__)
 
 # Motion labels: the event (7 classes) and where the main object heads (4). `num_objects` is available too,
 # but at 64 px no encoder tested reads it above chance.
@@ -35,15 +45,64 @@ def physics_probe(
     autocast_dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[..., Any] | None = None,
+    cache: dict[str, str] | None = None,
 ) -> dict[str, dict[str, ProbeResult]]:
-    """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips."""
+    """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips.
+    `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache."""
     # Rendered once (or found in the store), then read by every encoder.
     train_set = PhysicsDataset(spec, length=train_clips, seed=seed, split="val").render()
     test_set = PhysicsDataset(spec, length=test_clips, seed=seed, split="test").render()
     results: dict[str, dict[str, ProbeResult]] = {}
     for name, encoder in encoders.items():
         kw = dict(autocast_dtype=autocast_dtype, device=device, progress=progress)
-        train = extract_features(encoder, train_set, **kw)
-        test = extract_features(encoder, test_set, **kw)
+        weights = (cache or {}).get(name)
+        train = cached_features(encoder, train_set, weights, **kw)
+        test = cached_features(encoder, test_set, weights, **kw)
         results[name] = probe(train, test, labels, config)
     return results
+
+
+def cached_features(encoder: nn.Module, dataset: PhysicsDataset, weights: str | None, **kw: Any) -> Features:
+    """`extract_features`, through the probe-feature cache when `weights` (a digest of the encoder) is given."""
+    if weights is None:
+        return extract_features(encoder, dataset, **kw)
+    dtype = kw.get("autocast_dtype")
+    key = {"weights": weights, "clips": dataset.render_key().to_dict(), "count": len(dataset), "amp": str(dtype)}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_root() / "probe-features" / f"{digest}.safetensors"
+    if path.is_file():
+        try:
+            features = _load(path)
+            if kw.get("progress") is not None:
+                kw["progress"](advance=len(features))
+            return features
+        except Exception as e:  # a damaged file is recomputed, never trusted
+            log.warning("probe-feature cache %s is unreadable (%s); extracting again", path, e)
+    features = extract_features(encoder, dataset, **kw)
+    _save(features, path)
+    return features
+
+
+def _save(features: Features, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {"tokens": features.tokens.contiguous(), **{f"label.{k}": v for k, v in features.labels.items()}}
+    fd, tmp = temp_beside(path)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"grid": json.dumps(features.grid)})
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load(path: Path) -> Features:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        grid = json.loads(f.metadata()["grid"])
+        tokens = f.get_tensor("tokens")
+        labels = {k.removeprefix("label."): f.get_tensor(k) for k in f.keys() if k.startswith("label.")}
+    return Features(tokens=tokens, labels=labels, grid=tuple(grid) if grid else None)
