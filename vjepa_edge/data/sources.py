@@ -67,6 +67,14 @@ class PhysicsDataset(Dataset):
             seed=self.clip_seed(), frames=self.spec.frames, size=self.spec.size, fps=self.fps, config=self.config
         )
 
+    def rendered(self) -> bool:
+        """Whether the store already holds these clips (it is then attached, so reads are memory-mapped)."""
+        from vjepa_edge.data.rendered import RenderedClips
+
+        if self.store is None:
+            self.store = RenderedClips.find(self.render_key(), self.length)
+        return self.store is not None
+
     def render(self, progress: Callable[..., Any] | None = None) -> PhysicsDataset:
         """Render every clip once into the shared store (or find it there); later reads are memory-mapped."""
         from vjepa_edge.data.rendered import RenderedClips

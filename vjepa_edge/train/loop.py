@@ -196,7 +196,8 @@ def render_clips(dataset: Any, *, enabled: bool, info: Any = None) -> float:
     main = info is None or info.is_main
     t0 = time.perf_counter()
     if main:
-        with task_bar("render clips", len(dataset), enabled=enabled) as bar:
+        # A bar only when there is something to render (a stored stream is opened at once).
+        with task_bar("render clips", len(dataset), enabled=enabled and not dataset.rendered()) as bar:
             dataset.render(progress=bar)
     if info is not None:
         barrier(info)
