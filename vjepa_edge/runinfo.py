@@ -25,6 +25,17 @@ def temp_beside(path: Path) -> tuple[int, str]:
     return fd, tmp
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in chunks (cache shards and rendered clips are hundreds of MB)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write JSON atomically (temp file in the same folder, then rename): a reader never sees half a file."""
     p = Path(path)

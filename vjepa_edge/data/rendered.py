@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from vjepa_edge.data.physics import PhysicsConfig, generate_clip
-from vjepa_edge.runinfo import cache_root, write_json
+from vjepa_edge.runinfo import cache_root, file_sha256, write_json
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,6 @@ class RenderKey:
         return (self.frames, self.size, self.size, 3)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _render_chunk(key: RenderKey, start: int, stop: int) -> tuple[int, np.ndarray, np.ndarray]:
     frames = np.empty((stop - start, *key.clip_shape), np.uint8)
     labels = np.empty((stop - start, 3), np.int8)
@@ -108,10 +100,6 @@ class RenderedClips:
             self._open()
         return tuple(int(v) for v in self._labels[index])
 
-    @property
-    def nbytes(self) -> int:
-        return self.count * int(np.prod(self.shape))
-
     def __getstate__(self) -> dict[str, Any]:  # data-loader workers map the file themselves
         return {"path": self.path, "count": self.count, "shape": self.shape, "_frames": None, "_labels": None}
 
@@ -141,7 +129,7 @@ class RenderedClips:
                 candidates.append((int(manifest["count"]), path, manifest))
         for _, path, manifest in sorted(candidates, key=lambda c: c[0]):
             if str(path) not in _verified:
-                bad = [f for f, sha in manifest["sha256"].items() if _sha256(path / f) != sha]
+                bad = [f for f, sha in manifest["sha256"].items() if file_sha256(path / f) != sha]
                 if bad:
                     log.warning("rendered clips in %s are damaged (%s); rendering them again", path, ", ".join(bad))
                     shutil.rmtree(path, ignore_errors=True)
@@ -182,7 +170,7 @@ class RenderedClips:
                 "key": key.to_dict(),
                 "count": count,
                 "shape": list(key.clip_shape),
-                "sha256": {f: _sha256(tmp / f) for f in ("frames.npy", "labels.npy")},
+                "sha256": {f: file_sha256(tmp / f) for f in ("frames.npy", "labels.npy")},
             }
             write_json(tmp / "manifest.json", manifest)
             os.replace(tmp, final)

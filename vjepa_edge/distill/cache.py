@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vjepa_edge.data.loader import collate_clips
 from vjepa_edge.errors import CacheError, ConfigError
-from vjepa_edge.runinfo import temp_beside, write_json
+from vjepa_edge.runinfo import file_sha256, temp_beside, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -197,14 +197,6 @@ class _HashingWriter:
         return self.f.write(data)
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _write_shard(directory: Path, name: str, array: np.ndarray, start: int) -> dict[str, Any]:
     """Write one shard atomically (temp file in the same directory, then rename); return its manifest entry."""
     fd, tmp = temp_beside(directory / name)
@@ -228,7 +220,7 @@ def _shard_problem(directory: Path, entry: dict[str, Any], item_shape: tuple[int
         return "is missing"
     if path.stat().st_size != entry["bytes"]:
         return f"has {path.stat().st_size} bytes, the manifest says {entry['bytes']} (truncated?)"
-    if _file_sha256(path) != entry["sha256"]:
+    if file_sha256(path) != entry["sha256"]:
         return "does not match its sha256 in the manifest (corrupt)"
     try:
         arr = np.load(path, mmap_mode="r")
