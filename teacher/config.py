@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vjepa_edge.config import build, load_toml, to_dict
+from vjepa_edge.config import build, check_count, check_number, load_toml, to_dict
 from vjepa_edge.data.config import AugmentConfig, ClipSpec
 from vjepa_edge.data.masks import VJEPA_MASKS, MaskSpec
 from vjepa_edge.errors import ConfigError
@@ -110,16 +110,15 @@ class DataConfig:
     max_bad_fraction: float = 0.05
 
     def __post_init__(self) -> None:
-        p = []
+        p: list[str] = []
         if not self.source:
             p.append("source: give a data source (physics, a folder of videos or a CSV)")
-        if self.batch_size < 1:
-            p.append(f"batch_size={self.batch_size}: need a positive integer")
-        if self.num_workers < 0:
-            p.append(f"num_workers={self.num_workers}: need 0 or more")
-        if self.physics_clips < 1:
-            p.append(f"physics_clips={self.physics_clips}: need a positive integer")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
+        check_count("batch_size", self.batch_size, p)
+        check_count("num_workers", self.num_workers, p, minimum=0)
+        check_count("physics_clips", self.physics_clips, p)
+        if not p and self.source == "physics" and self.batch_size > self.physics_clips:
+            p.append(f"batch_size={self.batch_size} is larger than physics_clips={self.physics_clips}")
+        if not (isinstance(self.max_bad_fraction, int | float) and 0.0 <= self.max_bad_fraction <= 1.0):
             p.append(f"max_bad_fraction={self.max_bad_fraction}: need a fraction in [0, 1]")
         if p:
             raise ConfigError("invalid data", problems=p)
@@ -154,23 +153,25 @@ class OptimConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        p = []
-        if self.steps < 1:
-            p.append(f"steps={self.steps}: need a positive integer")
+        p: list[str] = []
+        check_count("steps", self.steps, p)
+        for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay", "clip_grad", "eps"):
+            check_number(name, getattr(self, name), p, positive=False)
+        check_number("lr", self.lr, p)
+        check_number("ipe_scale", self.ipe_scale, p)
+        if p:  # the order checks below compare these numbers
+            raise ConfigError("invalid optim", problems=p)
         if not 0 <= self.warmup_steps <= self.steps:
             p.append(f"warmup_steps={self.warmup_steps}: need 0 <= warmup_steps <= steps ({self.steps})")
         if not 0 <= self.cooldown_steps <= self.steps - self.warmup_steps:
             p.append(f"cooldown_steps={self.cooldown_steps}: need 0 <= cooldown_steps <= steps - warmup_steps")
         if self.cooldown_steps and self.schedule != "vjepa2":
             p.append("cooldown_steps applies to the vjepa2 schedule only")
-        for name in ("start_lr", "lr", "final_lr", "weight_decay", "final_weight_decay", "clip_grad"):
-            if getattr(self, name) < 0:
-                p.append(f"{name}={getattr(self, name)}: must not be negative")
-        if not all(0.0 <= m <= 1.0 for m in self.ema) or self.ema[0] > self.ema[1]:
+        if not all(isinstance(m, int | float) and 0.0 <= m <= 1.0 for m in self.ema) or self.ema[0] > self.ema[1]:
             p.append(f"ema={list(self.ema)}: need two momenta 0 <= start <= end <= 1")
         if self.ipe_scale < 1.0:
             p.append(f"ipe_scale={self.ipe_scale}: need at least 1 (schedules cannot end before training does)")
-        if not all(0.0 <= b < 1.0 for b in self.betas):
+        if not all(isinstance(b, int | float) and 0.0 <= b < 1.0 for b in self.betas):
             p.append(f"betas={list(self.betas)}: need two numbers in [0, 1)")
         if p:
             raise ConfigError("invalid optim", problems=p)
@@ -195,14 +196,10 @@ class RunConfig:
     collapse_std: float = 0.1
 
     def __post_init__(self) -> None:
-        p = []
-        if self.checkpoint_every < 1:
-            p.append(f"checkpoint_every={self.checkpoint_every}: need a positive integer")
-        if self.keep_checkpoints < 1:
-            p.append(f"keep_checkpoints={self.keep_checkpoints}: need at least 1")
-        if self.log_every < 1:
-            p.append(f"log_every={self.log_every}: need a positive integer")
-        if not 0.0 <= self.collapse_std < 1.0:
+        p: list[str] = []
+        for name in ("checkpoint_every", "keep_checkpoints", "log_every"):
+            check_count(name, getattr(self, name), p)
+        if not (isinstance(self.collapse_std, int | float) and 0.0 <= self.collapse_std < 1.0):
             p.append(f"collapse_std={self.collapse_std}: need a fraction in [0, 1)")
         if p:
             raise ConfigError("invalid run", problems=p)
@@ -246,6 +243,10 @@ class TeacherConfig:
 
     def with_steps(self, steps: int) -> TeacherConfig:
         """The same run shortened or stretched to `steps`; warmup and cooldown keep their share of the run."""
+        p: list[str] = []
+        check_count("--steps", steps, p)
+        if p:
+            raise ConfigError(p[0], hint="give the number of optimizer steps, e.g. --steps 100")
         o = self.optim
         scale = steps / o.steps
         warmup = min(steps, round(o.warmup_steps * scale))
@@ -305,6 +306,29 @@ def load_config(path_or_name: str | Path) -> TeacherConfig:
     return config_from_dict(data, where=str(path))
 
 
+def config_problems(config: TeacherConfig, *, out: str | Path | None = None) -> list[str]:
+    """What the config's values cannot say by themselves, found without compute: a data source with at least one
+    readable video and one batch of them, and an output folder that can be written."""
+    from vjepa_edge.data.sources import source_problems
+    from vjepa_edge.paths import out_dir_problems
+
+    problems = source_problems(config.data.source, batch_size=config.data.batch_size, what="data.source")
+    if out is not None:
+        problems += out_dir_problems(out)
+    return problems
+
+
+def validate_config(config: TeacherConfig, *, out: str | Path | None = None) -> None:
+    """Raise one ConfigError with every problem `config_problems` finds; run before any pretraining starts."""
+    problems = config_problems(config, out=out)
+    if problems:
+        raise ConfigError(
+            f"cannot pretrain {config.name}",
+            problems=problems,
+            hint="fix the config or the --data / --out options; `vjepa-edge data info SOURCE` shows what it holds",
+        )
+
+
 def bundled_configs() -> list[Path]:
     return sorted(CONFIG_DIR.glob("*.toml"))
 
@@ -318,4 +342,5 @@ __all__ = [
     "bundled_configs",
     "config_from_dict",
     "load_config",
+    "validate_config",
 ]

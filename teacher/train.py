@@ -8,16 +8,13 @@ gradients are clipped per the schedule, and the target encoder moves toward the 
 
 Everything a step depends on is a function of (config, step): data order (`StepBatchSampler`), augmentation
 (seed, epoch, index), masks (seed, rank, step), lr / weight decay / momentum. A resumed run therefore ends
-with the same weights as an uninterrupted one.
+with the same weights as an uninterrupted one. The loop around the step (resume, logging, checkpoints, the
+final weights) is the one distillation runs too, `vjepa_edge.train.skeleton.Trainer`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,36 +23,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from teacher.config import TeacherConfig, config_from_dict
+from teacher.config import TeacherConfig, config_from_dict, validate_config
 from teacher.schedules import Schedule
 from vjepa_edge.data.loader import steps_per_epoch
 from vjepa_edge.data.masks import MultiBlock3DMasker
-from vjepa_edge.data.sources import check_source, open_source
-from vjepa_edge.errors import TrainingError
+from vjepa_edge.data.sources import open_source
 from vjepa_edge.models.vit import gather_tokens
 from vjepa_edge.models.vjepa import VJEPA
-from vjepa_edge.runinfo import autocast_dtype, environment, warn_if_threads_idle, write_json
-from vjepa_edge.train.distributed import DistInfo, any_across, setup, shard_fsdp2, wrap_ddp
-from vjepa_edge.train.loop import (
-    Meter,
-    ProgressBar,
-    StepBatches,
-    log_metrics,
-    param_groups,
-    render_clips,
-    truncate_metrics,
-)
-from vjepa_edge.train.state import list_checkpoints, load_checkpoint, save_checkpoint
-from vjepa_edge.train.state import prepare_run_dir as _prepare_run_dir
+from vjepa_edge.runinfo import write_json
+from vjepa_edge.runs import RunDir
+from vjepa_edge.train.distributed import DistInfo, shard_fsdp2, wrap_ddp
+from vjepa_edge.train.loop import param_groups, read_metrics, render_clips
+from vjepa_edge.train.skeleton import Checkpointed, LoopSpec, Trainer, start_run
 
 log = logging.getLogger(__name__)
-
-
-def _stats(last: dict[str, float]) -> str:
-    return (
-        f"loss {last['loss']:.4f}  lr {last['lr']:.2e}  {last['clips_per_s']:.1f} clips/s  "
-        f"std {last['target_std']:.3f}  rank {last['target_rank']:.1f}"
-    )
 
 
 class ContextPath(nn.Module):
@@ -105,19 +86,6 @@ class RunResult:
     model: nn.Module | None = None  # this process's live VJEPA module (sharded under FSDP2)
 
 
-def prepare_run_dir(config: TeacherConfig, out: Path, *, resume: bool) -> TeacherConfig:
-    """Create the run folder, or check that a resumed run's folder matches; returns the config to train with."""
-    return _prepare_run_dir(
-        out,
-        config,
-        resume=resume,
-        load=lambda data, where: config_from_dict(data, where=where),
-        file="config.json",
-        what="config",
-        hint="resume with the same --config, --steps and --data as the first run, or choose another --out",
-    )
-
-
 def pretrain(
     config: TeacherConfig,
     out: str | Path,
@@ -128,45 +96,50 @@ def pretrain(
 ) -> RunResult:
     """Run (or resume) pretraining into run folder `out`. `stop_after` ends the process's work early at
     that step, after a checkpoint, as if it had been killed (for tests and time-boxed sessions)."""
-    check_source(config.data.source)  # before anything is written
-    info = setup()
+    validate_config(config, out=out)  # every problem at once, before anything is written or computed
     out = Path(out)
-    if info.is_main:
-        config = prepare_run_dir(config, out, resume=resume)
-    if info.distributed:
-        import torch.distributed as dist
-
-        holder = [config.to_dict()]
-        dist.broadcast_object_list(holder, src=0)
-        config = config_from_dict(holder[0])
+    info, config = start_run(
+        out,
+        config,
+        resume=resume,
+        load=lambda data, where: config_from_dict(data, where=where),
+        file=RunDir(out).config.name,
+        what="config",
+        hint="resume with the same --config, --steps and --data as the first run, or choose another --out",
+    )
     trainer = _Trainer(config, out, info, progress=progress)
-    return trainer.run(resume=resume, stop_after=stop_after)
+    steps, report = trainer.run(resume=resume, stop_after=stop_after)
+    return RunResult(out, steps, trainer.weights, report=report, model=trainer.model)
 
 
-class _Trainer:
-    def __init__(self, config: TeacherConfig, out: Path, info: DistInfo, *, progress: bool) -> None:
-        self.config, self.out, self.info, self.show_progress = config, out, info, progress and info.is_main
-        c = config
+def loop_spec(c: TeacherConfig) -> LoopSpec:
+    return LoopSpec(
+        label="pretrain",
+        note=f"pretraining {c.name}",
+        weights="teacher",
+        nan_hint="lower optim.lr or raise optim.ema; resume from the last checkpoint with --resume",
+        steps=c.optim.steps,
+        log_every=c.run.log_every,
+        checkpoint_every=c.run.checkpoint_every,
+        keep_checkpoints=c.run.keep_checkpoints,
+        batch_size=c.data.batch_size,
+        num_workers=c.data.num_workers,
+        seed=c.run.seed,
+        max_bad_fraction=c.data.max_bad_fraction,
+    )
+
+
+class _Trainer(Trainer):
+    logger = log
+
+    def __init__(self, config: TeacherConfig, out: str | Path, info: DistInfo, *, progress: bool) -> None:
+        c = self.config = config
+        super().__init__(loop_spec(c), out, info, progress=progress, precision=c.run.precision)
         self.arch = c.arch()
-        self.device = info.device
-        self.amp = autocast_dtype(c.run.precision, info.device)
-        if self.device.type == "cpu" and info.is_main:
-            warn_if_threads_idle(log)
         torch.manual_seed(c.run.seed)
-        model = VJEPA(self.arch)
-        model.target_encoder.load_state_dict(model.encoder.state_dict())  # the EMA starts as a copy
-        model.target_encoder.requires_grad_(False)
-        model.encoder.grad_checkpointing = c.run.activation_checkpointing
-        self.model = model.to(self.device)
-        context = ContextPath(model.encoder, model.predictor)
-        if info.distributed and c.run.distributed == "fsdp2":
-            shard_fsdp2(model.target_encoder, [model.target_encoder.blocks])
-            context = shard_fsdp2(context, [model.encoder.blocks, model.predictor.predictor_blocks])
-        elif info.distributed:
-            context = wrap_ddp(context, info)
-        self.context = context
+        self.model, self.context = self._build_model()
         o = c.optim
-        self.optimizer = torch.optim.AdamW(param_groups(context), lr=o.start_lr, betas=o.betas, eps=o.eps)
+        self.optimizer = torch.optim.AdamW(param_groups(self.context), lr=o.start_lr, betas=o.betas, eps=o.eps)
         self.schedule = Schedule(o)
         self.masker = MultiBlock3DMasker(self.arch.encoder.grid, c.masks, seed=c.run.seed * 4099 + info.rank)
         self.dataset = open_source(
@@ -178,11 +151,31 @@ class _Trainer:
             length=c.data.physics_clips,
         )
         steps_per_epoch(len(self.dataset), c.data.batch_size, info.world_size)  # fails early under one batch
-        self.stages = {"data_rendering": render_clips(self.dataset, enabled=self.show_progress, info=info)}
+        self.stages["data_rendering"] = render_clips(self.dataset, enabled=self.show, info=info)
         self.std_ref: float | None = None
         self.collapse_steps: list[int] = []
 
+    def _build_model(self) -> tuple[VJEPA, nn.Module]:
+        """The VJEPA model on this device and the trained path (context encoder + predictor), wrapped or sharded
+        for torchrun."""
+        c, info = self.config, self.info
+        model = VJEPA(self.arch)
+        model.target_encoder.load_state_dict(model.encoder.state_dict())  # the EMA starts as a copy
+        model.target_encoder.requires_grad_(False)
+        model.encoder.grad_checkpointing = c.run.activation_checkpointing
+        model = model.to(self.device)
+        context: nn.Module = ContextPath(model.encoder, model.predictor)
+        if info.distributed and c.run.distributed == "fsdp2":
+            shard_fsdp2(model.target_encoder, [model.target_encoder.blocks])
+            context = shard_fsdp2(context, [model.encoder.blocks, model.predictor.predictor_blocks])
+        elif info.distributed:
+            context = wrap_ddp(context, info)
+        return model, context
+
     # ------------------------------------------------------------------ one step
+
+    def train_step(self, batch: dict[str, Any], step: int) -> dict[str, float]:
+        return self.step(batch["clip"].to(self.device, non_blocking=True), step)
 
     def step(self, clip: Tensor, step: int) -> dict[str, float]:
         s, D = self.schedule, self.arch.encoder.embed_dim
@@ -225,107 +218,42 @@ class _Trainer:
         else:
             torch._foreach_lerp_(target, [o.detach() for o in online], 1.0 - momentum)
 
-    # ------------------------------------------------------------------ the loop
+    # ------------------------------------------------------------------ the loop's hooks
 
-    def run(self, *, resume: bool, stop_after: int | None) -> RunResult:
-        c, info = self.config, self.info
-        total = c.optim.steps
-        start = 0
-        if resume:
-            found = list_checkpoints(self.out)
-            if found:
-                state = load_checkpoint(found[-1], model=self.model, trained=self.context, optimizer=self.optimizer)
-                start = int(state["step"])
-                self.std_ref = state.get("std_ref")
-                self.collapse_steps = list(state.get("collapse_steps", []))
-                log.info("resumed %s at step %d of %d", self.out, start, total)
-            if info.is_main:
-                truncate_metrics(self.out / "metrics.jsonl", start)
-        if info.is_main:
-            write_json(self.out / "env.json", {**environment(), "world_size": info.world_size, "amp": str(self.amp)})
-        metrics = self.out / "metrics.jsonl"
-        meter = Meter()
-        end = total if stop_after is None else min(total, stop_after)
-        bar = ProgressBar(
-            "pretrain",
-            total,
-            start,
-            enabled=self.show_progress,
-            stats=_stats,
-            end=end,
-            note=f"pretraining {c.name}" if info.is_main else None,
-            logger=log,
-        )
-        batches = StepBatches(
-            self.dataset,
-            batch_size=c.data.batch_size,
-            num_workers=c.data.num_workers,
-            seed=c.run.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-            max_bad_fraction=c.data.max_bad_fraction,
-        )
-        step, t_start = start, time.perf_counter()
-        last: dict[str, float] = {}
-        try:
-            for step, epoch, batch in batches(start, end):
-                clip = batch["clip"].to(self.device, non_blocking=True)
-                values = self.step(clip, step)
-                step += 1
-                if any_across(info, not math.isfinite(values["loss"])):
-                    raise TrainingError(
-                        f"the loss became {values['loss']} at step {step}",
-                        hint="lower optim.lr or raise optim.ema; resume from the last checkpoint with --resume",
-                    )
-                meter.add(clip.shape[0] * info.world_size, **values)
-                if step % c.run.log_every == 0 or step == total or step == start + 1:
-                    last = self._log(metrics, step, meter, epoch)
-                    meter.reset()
-                bar.update(step, last)
-                if step % c.run.checkpoint_every == 0 or step == end:
-                    self._save(step)
-        finally:
-            bar.close()
-        health = batches.health
-        elapsed = time.perf_counter() - t_start
-        teacher = self.out / "teacher.safetensors"
-        result = RunResult(self.out, step, teacher, model=self.model)
-        if step >= total and info.is_main:
-            shutil.copyfile(list_checkpoints(self.out)[-1].model, teacher)
-            result.report = self._report(step, start, elapsed, health)
-        return result
+    def checkpointed(self) -> Checkpointed:
+        return Checkpointed(self.model, self.context, self.optimizer)
 
-    def _log(self, path: Path, step: int, meter: Meter, epoch: int) -> dict[str, float]:
-        reduced = row = log_metrics(path, step, epoch, meter, self.info)
+    def extra_state(self) -> dict[str, Any]:
+        return {"std_ref": self.std_ref, "collapse_steps": self.collapse_steps}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.std_ref = state.get("std_ref")
+        self.collapse_steps = list(state.get("collapse_steps", []))
+
+    def on_log(self, row: dict[str, float]) -> None:
+        """The collapse watch: warn when the target features' spread falls far below its first logged value."""
+        std = row["target_std"]
         if self.std_ref is None:
-            self.std_ref = reduced["target_std"]
-        elif reduced["target_std"] < self.config.run.collapse_std * self.std_ref:
-            self.collapse_steps.append(step)
+            self.std_ref = std
+        elif std < self.config.run.collapse_std * self.std_ref:
+            self.collapse_steps.append(int(row["step"]))
             log.warning(
                 "step %d: the target features' per-dimension std fell to %.4f (%.1f%% of its first value %.4f): "
                 "the representation may be collapsing; consider a lower lr or a higher EMA momentum",
-                step,
-                reduced["target_std"],
-                100 * reduced["target_std"] / self.std_ref,
+                row["step"],
+                std,
+                100 * std / self.std_ref,
                 self.std_ref,
             )
-        return row
 
-    def _save(self, step: int) -> None:
-        save_checkpoint(
-            self.out,
-            step,
-            model=self.model,
-            arch=self.arch,
-            trained=self.context,
-            optimizer=self.optimizer,
-            extra={"std_ref": self.std_ref, "collapse_steps": self.collapse_steps, "world_size": self.info.world_size},
-            info=self.info,
-            keep=self.config.run.keep_checkpoints,
+    def stats(self, last: dict[str, float]) -> str:
+        return (
+            f"loss {last['loss']:.4f}  lr {last['lr']:.2e}  {last['clips_per_s']:.1f} clips/s  "
+            f"std {last['target_std']:.3f}  rank {last['target_rank']:.1f}"
         )
 
-    def _report(self, step: int, start: int, elapsed: float, health) -> dict[str, Any]:
-        rows = [json.loads(ln) for ln in (self.out / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    def report(self, *, step: int, start: int, elapsed: float) -> dict[str, Any]:
+        rows = read_metrics(self.metrics)
         params = {
             "encoder": sum(p.numel() for p in self.model.encoder.parameters()),
             "predictor": sum(p.numel() for p in self.model.predictor.parameters()),
@@ -339,12 +267,12 @@ class _Trainer:
             "collapse_warnings": self.collapse_steps,
             "clips_per_s": (step - start) * self.config.data.batch_size * self.info.world_size / max(elapsed, 1e-9),
             "wall_s_this_process": elapsed,
-            "stages": {**self.stages, "training": elapsed},  # seconds per stage, this process
+            "stages": dict(self.stages),  # seconds per stage, this process
             "world_size": self.info.world_size,
             "precision": "bf16" if self.amp else "fp32",
             "parameters": params,
-            "teacher": str(self.out / "teacher.safetensors"),
-            "bad_videos": health.summary() if health is not None else None,
+            "teacher": str(self.weights),
+            "bad_videos": self.health.summary() if self.health is not None else None,
         }
-        write_json(self.out / "report.json", report)
+        write_json(RunDir(self.out).report, report)
         return report

@@ -10,7 +10,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_two_processes(script: Path, *args: str, port_base: int = 29500) -> subprocess.CompletedProcess[str]:
+def run_two_processes(
+    script: Path | str, *args: str, port_base: int = 29500, module: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """torchrun with 2 CPU processes of `script` (a file, or a module run with -m when `module`)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     cmd = [
         sys.executable,
@@ -20,6 +23,7 @@ def run_two_processes(script: Path, *args: str, port_base: int = 29500) -> subpr
         "2",
         "--master-port",
         str(port_base + os.getpid() % 1000),
+        *(["-m"] if module else []),
         str(script),
         *args,
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -20,6 +21,33 @@ from typing import Any, Literal, TypeVar, Union
 from vjepa_edge.errors import ConfigError
 
 T = TypeVar("T")
+
+
+# Inputs beyond these are typos (a 100000-pixel clip, 100000 frames), not models anyone runs: refused up front.
+MAX_FRAMES = 1024
+MAX_SIZE = 4096
+MAX_FPS = 1000.0
+
+
+def check_count(name: str, value: Any, problems: list[str], *, minimum: int = 1, maximum: int | None = None) -> None:
+    """An integer in [minimum, maximum]; the problem names the value and the range."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+    if ok and maximum is not None and value > maximum:
+        problems.append(f"{name}={value!r}: at most {maximum}")
+    elif not ok:
+        what = "a positive integer" if minimum == 1 else f"an integer of at least {minimum}"
+        problems.append(f"{name}={value!r}: need {what}")
+
+
+def check_number(name: str, value: Any, problems: list[str], *, positive: bool = True, maximum: float | None = None):
+    """A finite number (NaN and infinities never pass), positive unless `positive=False` (then 0 or more)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if ok and (value <= 0 if positive else value < 0):
+        ok = False
+    if ok and maximum is not None and value > maximum:
+        problems.append(f"{name}={value!r}: at most {maximum}")
+    elif not ok:
+        problems.append(f"{name}={value!r}: need a finite {'positive number' if positive else 'number, 0 or more'}")
 
 
 def load_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:
@@ -156,6 +184,8 @@ def _convert(tp: Any, value: Any, where: str) -> tuple[Any, list[str]]:
         return None, [f"{where}: expected an integer, got {value!r}"]
     if tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):  # TOML has nan and inf; no setting of ours means them
+                return None, [f"{where}: {value!r} is not a finite number"]
             return float(value), []
         return None, [f"{where}: expected a number, got {value!r}"]
     if tp is str:

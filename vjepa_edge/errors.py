@@ -36,6 +36,13 @@ class ConfigError(VjepaEdgeError):
             message = message + "\n" + "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(message, hint=hint)
 
+    @classmethod
+    def of(cls, problems: list[str], *, title: str, hint: str | None = None) -> ConfigError:
+        """One problem as the message itself; several under `title`."""
+        if len(problems) == 1:
+            return cls(problems[0], hint=hint)
+        return cls(title, problems=problems, hint=hint)
+
 
 class RegistryError(ConfigError):
     """An unknown or duplicate registry name."""

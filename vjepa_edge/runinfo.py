@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -15,14 +16,38 @@ if TYPE_CHECKING:
     import torch
 
 
+def file_mode() -> int:
+    """The mode a plain `open` gives a new file under the user's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def temp_beside(path: Path) -> tuple[int, str]:
     """An open temp file in `path`'s folder (to be renamed onto `path`), with the mode a plain `open` would
     give under the user's umask (mkstemp's own 0600 would leave reports unreadable to the user's group)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)
+    os.fchmod(fd, file_mode())
     return fd, tmp
+
+
+def save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Write tensors as safetensors atomically (temp file + rename) under the user's umask (safetensors' own
+    writer leaves 0600)."""
+    from safetensors.torch import save_file
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_beside(p)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.chmod(tmp, file_mode())
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return p
 
 
 def file_sha256(path: str | Path) -> str:
@@ -36,14 +61,32 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def finite_json(obj: Any) -> Any:
+    """`obj` with every NaN and infinity replaced by None: JSON has no such numbers, and the `NaN` / `Infinity`
+    tokens Python's json module would write make the file unreadable to every other JSON reader."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [finite_json(v) for v in obj]
+    return obj
+
+
+def json_line(obj: Any) -> str:
+    """One line of strict JSON (a `metrics.jsonl` row): non-finite numbers are written as null."""
+    return json.dumps(finite_json(obj), allow_nan=False)
+
+
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write JSON atomically (temp file in the same folder, then rename): a reader never sees half a file."""
+    """Write strict JSON atomically (temp file in the same folder, then rename): a reader never sees half a file;
+    non-finite numbers are written as null."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_beside(p)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=False)
+            json.dump(finite_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
             f.write("\n")
         os.replace(tmp, p)
     finally:

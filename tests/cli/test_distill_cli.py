@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from tests.data.videos import encode_video
 from tests.distill.conftest import make_teacher, tiny_recipe_dict, write_toml
 from vjepa_edge.distill.recipe import bundled_recipes, load_recipe
 from vjepa_edge.models.checkpoint import load_vjepa
@@ -84,8 +85,12 @@ def test_vit_b_says_how_to_pass_a_released_teacher(tmp_path) -> None:
     _clean_failure(r)
     assert "--teacher" in r.stderr and "vjepa2" in r.stderr
     teacher = make_teacher(tmp_path / "t.safetensors")
-    (tmp_path / "videos").mkdir()
-    r = _run("validate", "vit_b", "--teacher", str(teacher), "--data", str(tmp_path / "videos"), "--json")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    clip = encode_video(videos / "clip0.mp4")
+    for i in range(1, 8):  # one batch of vit_b's 8 readable videos
+        (videos / f"clip{i}.mp4").symlink_to(clip)
+    r = _run("validate", "vit_b", "--teacher", str(teacher), "--data", str(videos), "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1])["resolved"]["teacher"]["path"] == str(teacher)
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from tests.distill.conftest import tiny_recipe
 from tests.torchrun import run_two_processes
 from vjepa_edge.distill.losses import DistillHead, DistillModel, distill_loss, teacher_targets
-from vjepa_edge.distill.train import adapt_clip, distill
+from vjepa_edge.distill.train import distill
 from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.checkpoint import load_vjepa, save_vjepa
 from vjepa_edge.models.students import create_student, list_students
@@ -127,12 +127,13 @@ def test_every_student_takes_a_distillation_step_and_round_trips(tmp_path, name)
         assert torch.equal(loaded(clip), student(clip))
 
 
-def test_adapt_clip_subsamples_frames_and_resizes():
+def test_the_student_sees_the_teachers_clip_through_its_own_input_spec():
+    """What a distillation step feeds the student: every (T/frames)-th frame of the teacher's clip, resized."""
     clip = torch.arange(8.0).view(1, 1, 8, 1, 1).expand(2, 3, 8, 16, 16)
-    out = adapt_clip(clip, 4, 8)
+    out = create_student("vit_tiny", frames=4, size=8, patch_size=4).input_spec.adapt(clip)
     assert out.shape == (2, 3, 4, 8, 8)
     assert out[0, 0, :, 0, 0].tolist() == [0.0, 2.0, 4.0, 6.0]
-    assert torch.equal(adapt_clip(clip, 8, 16), clip)
+    assert torch.equal(create_student("vit_tiny", frames=8, size=16, patch_size=8).input_spec.adapt(clip), clip)
 
 
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_file):

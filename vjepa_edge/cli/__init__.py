@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import NoReturn
 
 import typer
 
@@ -40,15 +41,45 @@ def _root(
     """vjepa-edge: V-JEPA teachers -> edge students."""
 
 
+def _json_requested(argv: list[str]) -> bool:
+    return "--json" in argv
+
+
+def _usage_error(e, as_json: bool) -> NoReturn:
+    """A usage error (unknown option, wrong type, missing argument): click's message, exit code 2."""
+    from typer import rich_utils
+
+    rich_utils.rich_format_error(e)
+    if as_json:
+        from vjepa_edge.cli._common import emit_json
+
+        emit_json({"error": e.format_message(), "hint": "run the command with --help", "kind": "UsageError"})
+    sys.exit(e.exit_code)
+
+
 def main() -> None:
-    """Console entry point: library errors become one message and exit code 1, never a traceback."""
-    from vjepa_edge.cli._common import err_console, report
+    """Console entry point: library errors become one message and exit code 1, usage errors exit code 2, never a
+    traceback; under --json every failure still ends stdout with one JSON object."""
+    from typer.core import _click as click  # typer vendors click: its exceptions, not the click package's
+
+    from vjepa_edge.cli._common import emit_json, err_console, report
     from vjepa_edge.errors import VjepaEdgeError
 
+    as_json = _json_requested(sys.argv[1:])
     try:
-        app()
+        code = app(standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as e:  # bare `vjepa-edge teacher`: the help is the answer
+        click.echo(e.ctx.get_help() if e.ctx else "", err=True)
+        sys.exit(2)
+    except click.exceptions.ClickException as e:
+        _usage_error(e, as_json)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
     except VjepaEdgeError as e:
         report(e)
+        if as_json:
+            emit_json(e.to_dict())
         sys.exit(1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
@@ -57,5 +88,9 @@ def main() -> None:
         if os.environ.get("VJEPA_EDGE_DEBUG"):
             raise
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False, markup=True)
-        err_console.print("hint: set VJEPA_EDGE_DEBUG=1 for the traceback and report it", highlight=False)
+        hint = "set VJEPA_EDGE_DEBUG=1 for the traceback and report it"
+        err_console.print(f"hint: {hint}", highlight=False)
+        if as_json:
+            emit_json({"error": f"internal error: {type(e).__name__}: {e}", "hint": hint, "kind": "InternalError"})
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,8 +1,17 @@
-"""Shared CLI plumbing: option aliases, error reporting, JSON output."""
+"""The one wrapper every CLI command goes through, and the options the commands share.
+
+`@command(render)` gives a command: logging set up for the process (rank 0 alone speaks), library errors as
+one `error:` line, one `hint:` line and exit code 1 (a JSON object too under `--json`), and the result printed
+once, by rank 0: the command returns its JSON object and `render` shows it to a person. Usage errors (exit 2)
+and bugs are handled in `vjepa_edge.cli.main`, which also ends them with a JSON object under `--json`.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -15,38 +24,70 @@ err_console = Console(stderr=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object as the last line of stdout.")]
 
+Render = Callable[[dict[str, Any]], None]
+
+
+def is_rank0() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
 
 def report(error: VjepaEdgeError) -> None:
-    """Print a library error as one `error:` line and, when it has one, a `hint:` line on stderr."""
+    """Print a library error as one `error:` line and a `hint:` line on stderr."""
     err_console.print(f"[bold red]error:[/] {error.message}", highlight=False, markup=True, soft_wrap=True)
-    if error.hint:
-        err_console.print(f"hint: {error.hint}", highlight=False, markup=False, soft_wrap=True)
+    hint = error.hint or "run the command with --help to see what it accepts"
+    err_console.print(f"hint: {hint}", highlight=False, markup=False, soft_wrap=True)
 
 
 def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
     """Report a library error (and a JSON object under --json); exit code 1."""
     report(error)
     if as_json:
-        print(json.dumps(error.to_dict()))
+        emit_json(error.to_dict())
     raise typer.Exit(1)
 
 
 def emit_json(obj: Any) -> None:
-    print(json.dumps(obj))
+    """One line of strict JSON on stdout (NaN and infinities become null)."""
+    from vjepa_edge.runinfo import finite_json
+
+    print(json.dumps(finite_json(obj), allow_nan=False, default=str), flush=True)
+
+
+def command(render: Render | None = None) -> Callable[[Callable[..., dict[str, Any] | None]], Callable[..., None]]:
+    """Wrap a command function that returns its JSON object (None: nothing to print, e.g. ranks > 0).
+    The function takes `json_out` (the `--json` flag) as a keyword argument."""
+
+    def wrap(fn: Callable[..., dict[str, Any] | None]) -> Callable[..., None]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> None:
+            as_json = bool(kwargs.get("json_out", False))
+            setup_logging()
+            try:
+                result = fn(*args, **kwargs)
+            except VjepaEdgeError as e:
+                fail(e, as_json=as_json)
+            if result is None or not is_rank0():
+                return
+            if as_json or render is None:
+                emit_json(result)
+            else:
+                render(result)
+
+        return run
+
+    return wrap
 
 
 def setup_logging() -> None:
     """Library log records to stderr: INFO and up on rank 0 of a torchrun job (or a single process),
     warnings only on the other ranks, so that one process alone speaks."""
     import logging
-    import os
 
     from rich.logging import RichHandler
 
-    rank = int(os.environ.get("RANK", "0"))
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False, rich_tracebacks=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     for name in ("vjepa_edge", "teacher"):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
-        logger.setLevel(logging.INFO if rank == 0 else logging.WARNING)
+        logger.setLevel(logging.INFO if is_rank0() else logging.WARNING)

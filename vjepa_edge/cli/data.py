@@ -10,8 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, console, emit_json, err_console, fail
-from vjepa_edge.errors import DataError, VjepaEdgeError
+from vjepa_edge.cli._common import JsonOpt, command, console, err_console
+from vjepa_edge.errors import ConfigError, DataError
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and preview clip sources: physics, a folder, a CSV or a video.")
 
@@ -87,6 +87,7 @@ def _render_info(info: dict[str, Any]) -> None:
 
 
 @app.command()
+@command(_render_info)
 def info(
     source: SourceArg,
     deep: Annotated[
@@ -98,32 +99,38 @@ def info(
     fps: FpsOpt = None,
     frame_step: StepOpt = 4,
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Count clips, durations, resolutions, fps, codecs and labels, and list every unreadable file."""
     from vjepa_edge.data.sources import PHYSICS, check_source, describe_source
 
-    try:
-        spec = _spec(frames, size, fps, frame_step)
-        check_source(source)
-        with _progress() as bar:
-            task = bar.add_task("reading" if source != PHYSICS else "simulating", total=None)
+    spec = _spec(frames, size, fps, frame_step)
+    _counts(("--clips", clips, 1_000_000))
+    check_source(source)
+    with _progress() as bar:
+        task = bar.add_task("reading" if source != PHYSICS else "simulating", total=None)
 
-            def advance(advance: int = 1) -> None:
-                bar.advance(task, advance)
+        def advance(advance: int = 1) -> None:
+            bar.advance(task, advance)
 
-            summary = describe_source(source, spec=spec, deep=deep, length=clips, progress=advance)
-        if summary["clips"] and not summary["readable"]:
-            raise DataError(
-                f"none of the {summary['clips']} videos in {source!r} could be read "
-                f"(first: {summary['unreadable'][0]['path']}: {summary['unreadable'][0]['reason']})",
-                hint="check the files with `ffprobe`, or point SOURCE at another folder or CSV",
-            )
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if json_out:
-        emit_json(summary)
-    else:
-        _render_info(summary)
+        summary = describe_source(source, spec=spec, deep=deep, length=clips, progress=advance)
+    if summary["clips"] and not summary["readable"]:
+        raise DataError(
+            f"none of the {summary['clips']} videos in {source!r} could be read "
+            f"(first: {summary['unreadable'][0]['path']}: {summary['unreadable'][0]['reason']})",
+            hint="check the files with `ffprobe`, or point SOURCE at another folder or CSV",
+        )
+    return summary
+
+
+def _counts(*options: tuple[str, int, int]) -> None:
+    """Integer options that must be positive and at most a sane limit, checked before any work."""
+    from vjepa_edge.config import check_count
+
+    p: list[str] = []
+    for flag, value, limit in options:
+        check_count(flag, value, p, maximum=limit)
+    if p:
+        raise ConfigError.of(p, title="invalid options", hint="run the command with --help to see what it accepts")
 
 
 def _physics_rows(count: int, spec, seed: int, voe: bool) -> list[tuple[Any, str]]:
@@ -161,10 +168,17 @@ def _video_rows(source: str, count: int, spec) -> tuple[list[tuple[Any, str]], l
     return rows, failed
 
 
+def _render_preview(r: dict[str, Any]) -> None:
+    for f in r["skipped"]:
+        err_console.print(f"skipped {f}", highlight=False)
+    console.print(f"wrote {r['out']} ({r['rows']} rows of {r['columns']} frames)")
+
+
 @app.command()
+@command(_render_preview)
 def preview(
     source: SourceArg,
-    out: Annotated[Path, typer.Option(help="PNG file to write.")] = Path("preview.png"),
+    out: Annotated[Path, typer.Option(help="Image to write: .png, .jpg or .webp.")] = Path("preview.png"),
     clips: Annotated[int, typer.Option(help="Clips to show, one row each.")] = 6,
     columns: Annotated[int, typer.Option(help="Frames shown per clip.")] = 8,
     voe: Annotated[bool, typer.Option(help="Physics only: show violation-of-expectation pairs.")] = False,
@@ -174,28 +188,27 @@ def preview(
     fps: FpsOpt = None,
     frame_step: StepOpt = 4,
     json_out: JsonOpt = False,
-) -> None:
-    """Write a PNG contact sheet: a row of evenly spaced frames for each of a few clips, with captions."""
-    from vjepa_edge.data.preview import save_contact_sheet
-    from vjepa_edge.data.sources import PHYSICS
+) -> dict[str, Any]:
+    """Write a contact sheet: a row of evenly spaced frames for each of a few clips, with captions."""
+    from vjepa_edge.data.preview import IMAGE_FORMATS, save_contact_sheet
+    from vjepa_edge.data.sources import PHYSICS, check_source
+    from vjepa_edge.paths import ensure, out_file_problems
 
-    try:
-        spec = _spec(frames, size, fps, frame_step)
-        if voe and source != PHYSICS:
-            raise DataError("--voe needs the physics source", hint="run `vjepa-edge data preview physics --voe`")
-        failed: list[str] = []
-        if source == PHYSICS:
-            rows = _physics_rows(clips, spec, seed, voe)
-        else:
-            rows, failed = _video_rows(source, clips, spec)
-        if not rows:
-            raise DataError(f"no readable clip to preview in {source!r}: " + "; ".join(failed[:3]))
-        path = save_contact_sheet(rows, out, columns=columns)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    for f in failed:
-        err_console.print(f"skipped {f}", highlight=False)
-    if json_out:
-        emit_json({"out": str(path), "rows": len(rows), "skipped": failed})
+    spec = _spec(frames, size, fps, frame_step)
+    _counts(("--clips", clips, 256), ("--columns", columns, 64))
+    ensure(out_file_problems(out, suffixes=tuple(IMAGE_FORMATS)), hint="pass --out NAME.png (or .jpg, .webp)")
+    if voe and source != PHYSICS:
+        raise DataError("--voe needs the physics source", hint="run `vjepa-edge data preview physics --voe`")
+    check_source(source)
+    failed: list[str] = []
+    if source == PHYSICS:
+        rows = _physics_rows(clips, spec, seed, voe)
     else:
-        console.print(f"wrote {path} ({len(rows)} rows of {columns} frames)")
+        rows, failed = _video_rows(source, clips, spec)
+    if not rows:
+        raise DataError(
+            f"no readable clip to preview in {source!r}: " + "; ".join(failed[:3]),
+            hint="`vjepa-edge data info SOURCE` lists which videos can be read and why the others cannot",
+        )
+    path = save_contact_sheet(rows, out, columns=columns)
+    return {"out": str(path), "rows": len(rows), "columns": columns, "skipped": failed}

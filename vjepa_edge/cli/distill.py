@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, console, emit_json, fail, setup_logging
-from vjepa_edge.errors import ConfigError, VjepaEdgeError
+from vjepa_edge.cli._common import JsonOpt, command, console
+from vjepa_edge.errors import ConfigError
 
 LISTABLE = ("recipes", "students")
 
@@ -23,30 +23,8 @@ def _overrides(teacher: Path | None, data: str | None) -> dict[str, dict[str, An
     return over
 
 
-def distill(
-    recipe: Annotated[str, typer.Option(help="Recipe name (recipes/NAME.toml, e.g. vit_s) or a TOML path.")],
-    teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint (anything load_vjepa reads).")] = None,
-    data: Annotated[str | None, typer.Option(help="Data source: physics, a directory, a CSV or a video.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Run folder to write (default runs/distill/RECIPE).")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
-    json_out: JsonOpt = False,
-) -> None:
-    """Distill a V-JEPA teacher into a small ViT student; writes the student and report.json to the run folder."""
-    setup_logging()
-    try:
-        from vjepa_edge.distill.recipe import load_recipe
-        from vjepa_edge.distill.train import distill as run_distill
-
-        r = load_recipe(recipe, **_overrides(teacher, data))
-        result = run_distill(r, out, resume=resume, progress=progress and not json_out)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    rep = result.report
-    if json_out:
-        emit_json({"run_dir": str(result.run_dir), **rep})
-        return
-    t = Table(title=f"distilled {r.name}: {result.run_dir}", title_justify="left", show_header=False)
+def _render_distill(rep: dict[str, Any]) -> None:
+    t = Table(title=f"distilled {rep['recipe']}: {rep['run_dir']}", title_justify="left", show_header=False)
     t.add_column(style="bold")
     t.add_column(justify="right")
     labels = ", ".join(rep["probe"]["labels"])
@@ -62,55 +40,76 @@ def distill(
     if rep["cache"].get("enabled"):
         t.add_row("teacher-feature cache", f"{rep['cache']['bytes'] / 1e6:.0f} MB")
     console.print(t)
-    console.print(f"student: {result.student}\nreport:  {result.run_dir / 'report.json'}")
+    console.print(f"student: {rep['student_path']}\nreport:  {Path(rep['run_dir']) / 'report.json'}")
 
 
+@command(_render_distill)
+def distill(
+    recipe: Annotated[str, typer.Option(help="Recipe name (recipes/NAME.toml, e.g. vit_s) or a TOML path.")],
+    teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint (anything load_vjepa reads).")] = None,
+    data: Annotated[str | None, typer.Option(help="Data source: physics, a directory, a CSV or a video.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder to write (default runs/distill/RECIPE).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    json_out: JsonOpt = False,
+) -> dict[str, Any] | None:
+    """Distill a V-JEPA teacher into a small ViT student; writes the student and report.json to the run folder."""
+    from vjepa_edge.distill.recipe import load_recipe
+    from vjepa_edge.distill.train import distill as run_distill
+
+    r = load_recipe(recipe, **_overrides(teacher, data))
+    result = run_distill(r, out, resume=resume, progress=progress and not json_out)
+    if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return None
+    return {"run_dir": str(result.run_dir), **result.report}
+
+
+def _render_valid(v: dict[str, Any]) -> None:
+    console.print(f"{v['path']}: valid recipe {v['recipe']!r} ({v['resolved']['description']})", soft_wrap=True)
+
+
+@command(_render_valid)
 def validate(
     recipe: Annotated[str, typer.Argument(help="Recipe name or TOML path.")],
     teacher: Annotated[Path | None, typer.Option(help="Teacher checkpoint to validate the recipe with.")] = None,
     data: Annotated[str | None, typer.Option(help="Data source to validate the recipe with.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder the distillation would write.")] = None,
     json_out: JsonOpt = False,
-) -> None:
-    """Check a recipe: every problem (keys, types, values, teacher file, student, data source) at once."""
-    try:
-        from vjepa_edge.distill.recipe import load_recipe, resolve_recipe_path
+) -> dict[str, Any]:
+    """Check a recipe as `distill` will, without compute: values, shapes, teacher file, student, data, run folder."""
+    from vjepa_edge.distill.recipe import load_recipe, resolve_recipe_path
+    from vjepa_edge.distill.validate import validate_recipe
 
-        r = load_recipe(recipe, **_overrides(teacher, data))
-        path = resolve_recipe_path(recipe)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if json_out:
-        emit_json({"recipe": r.name, "path": str(path), "valid": True, "resolved": r.to_dict()})
-        return
-    console.print(f"{path}: valid recipe {r.name!r} ({r.description})")
+    r = load_recipe(recipe, **_overrides(teacher, data))
+    validate_recipe(r, out=out)
+    return {"recipe": r.name, "path": str(resolve_recipe_path(recipe)), "valid": True, "resolved": r.to_dict()}
 
 
+def _render_list(rows: dict[str, Any]) -> None:
+    ((what, items),) = rows.items()
+    t = Table(title=what, title_justify="left")
+    for key in items[0] if items else []:
+        t.add_column(key)
+    for row in items:
+        t.add_row(*(str(v) for v in row.values()))
+    console.print(t)
+
+
+@command(_render_list)
 def list_things(
     what: Annotated[str, typer.Argument(help=f"What to list: {', '.join(LISTABLE)}.")],
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """List the registered recipes or students."""
-    try:
-        if what not in LISTABLE:
-            import difflib
+    if what not in LISTABLE:
+        import difflib
 
-            close = difflib.get_close_matches(what, LISTABLE, n=1)
-            raise ConfigError(
-                f"cannot list {what!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
-                hint=f"choose one of: {', '.join(LISTABLE)}",
-            )
-        rows = _recipes() if what == "recipes" else _students()
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if json_out:
-        emit_json({what: rows})
-        return
-    t = Table(title=what, title_justify="left")
-    for key in rows[0] if rows else []:
-        t.add_column(key)
-    for row in rows:
-        t.add_row(*(str(v) for v in row.values()))
-    console.print(t)
+        close = difflib.get_close_matches(what, LISTABLE, n=1)
+        raise ConfigError(
+            f"cannot list {what!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+            hint=f"choose one of: {', '.join(LISTABLE)}",
+        )
+    return {what: _recipes() if what == "recipes" else _students()}
 
 
 def _recipes() -> list[dict[str, Any]]:

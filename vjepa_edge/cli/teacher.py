@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, console, emit_json, fail, setup_logging
-from vjepa_edge.errors import ConfigError, VjepaEdgeError
+from vjepa_edge.cli._common import JsonOpt, command, console
+from vjepa_edge.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Pretrain V-JEPA teachers and inspect teacher checkpoints.")
 
@@ -52,7 +52,23 @@ def _render(info: dict[str, Any]) -> None:
     console.print(t)
 
 
+def _input_options(frames: int | None, size: int | None, heads: int | None = None) -> None:
+    """--frames / --size / --heads: positive and within what a model can take, or one error before loading."""
+    from vjepa_edge.config import MAX_FRAMES, MAX_SIZE, check_count
+
+    p: list[str] = []
+    for flag, value, limit in (("--frames", frames, MAX_FRAMES), ("--size", size, MAX_SIZE), ("--heads", heads, 4096)):
+        if value is not None:
+            check_count(flag, value, p, maximum=limit)
+    if p:
+        raise ConfigError.of(p, title="invalid options", hint=_INPUT_HINT)
+
+
+_INPUT_HINT = "leave --frames and --size out to use the file's own input (or its size's default)"
+
+
 @app.command()
+@command(_render)
 def inspect(
     path: Annotated[
         Path,
@@ -60,22 +76,38 @@ def inspect(
     ],
     frames: Annotated[int | None, typer.Option(help="Input frames, where the file does not record them.")] = None,
     size: Annotated[int | None, typer.Option(help="Input size in pixels, where the file does not record it.")] = None,
+    heads: Annotated[
+        int | None, typer.Option(help="Attention heads, for an encoder width outside the published ViT sizes.")
+    ] = None,
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Load a checkpoint strictly and print its format, architecture, parts and input contract."""
     from vjepa_edge.models.summary import inspect_checkpoint
 
-    try:
-        info = inspect_checkpoint(str(path), frames=frames, size=size)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if json_out:
-        emit_json(info)
-    else:
-        _render(info)
+    _input_options(frames, size, heads)
+    return inspect_checkpoint(str(path), frames=frames, size=size, num_heads=heads)
+
+
+def _render_pretrain(r: dict[str, Any]) -> None:
+    console.print(
+        f"pretrained [bold]{r['config']}[/] for {r['steps']} steps: "
+        f"loss {r['first_loss']:.4f} -> {r['final_loss']:.4f}, "
+        f"{r['clips_per_s']:.1f} clips/s ({r['precision']}, {r['world_size']} process(es))",
+        soft_wrap=True,
+    )
+    if r["collapse_warnings"]:
+        console.print(f"[yellow]collapse warnings at steps {r['collapse_warnings']}[/]", soft_wrap=True)
+    console.print(
+        f"teacher:  {r['teacher']}   (load_vjepa reads it; .target_encoder is the EMA teacher)", soft_wrap=True
+    )
+    console.print(
+        f"run:      {r['run_dir']}   (config.json, env.json, metrics.jsonl, checkpoints/, report.json)",
+        soft_wrap=True,
+    )
 
 
 @app.command()
+@command(_render_pretrain)
 def pretrain(
     config: Annotated[
         str,
@@ -93,65 +125,79 @@ def pretrain(
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any] | None:
     """Pretrain a V-JEPA teacher: EMA target, multiblock-3D masks, V-JEPA 1/2 schedules; torchrun scales out."""
-    setup_logging()
-    try:
-        from teacher.config import load_config
-        from teacher.train import pretrain as run_pretrain
+    from teacher.config import load_config
+    from teacher.train import pretrain as run_pretrain
 
-        cfg = load_config(config)
-        if steps is not None:
-            cfg = cfg.with_steps(steps)
-        if data is not None:
-            cfg = cfg.with_source(data)
-        run_dir = out or Path("runs") / "teacher" / cfg.name
-        result = run_pretrain(cfg, run_dir, resume=resume, progress=progress and not json_out)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if not result.report:  # a non-zero rank of a torchrun job
-        return
-    r = result.report
-    if json_out:
-        emit_json(r)
-        return
-    console.print(
-        f"pretrained [bold]{r['config']}[/] for {r['steps']} steps: "
-        f"loss {r['first_loss']:.4f} -> {r['final_loss']:.4f}, "
-        f"{r['clips_per_s']:.1f} clips/s ({r['precision']}, {r['world_size']} process(es))",
-        soft_wrap=True,
-    )
-    if r["collapse_warnings"]:
-        console.print(f"[yellow]collapse warnings at steps {r['collapse_warnings']}[/]", soft_wrap=True)
-    console.print(
-        f"teacher:  {result.teacher}   (load_vjepa reads it; .target_encoder is the EMA teacher)", soft_wrap=True
-    )
-    console.print(
-        f"run:      {result.run_dir}   (config.json, env.json, metrics.jsonl, checkpoints/, report.json)",
-        soft_wrap=True,
-    )
+    cfg = load_config(config)
+    if steps is not None:
+        cfg = cfg.with_steps(steps)
+    if data is not None:
+        cfg = cfg.with_source(data)
+    run_dir = out or Path("runs") / "teacher" / cfg.name
+    result = run_pretrain(cfg, run_dir, resume=resume, progress=progress and not json_out)
+    if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
+        return None
+    return {**result.report, "run_dir": str(result.run_dir)}
 
 
 @app.command()
+@command(lambda r: console.print(r["teacher"]))
 def embedded(
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Pretrain again even when a cached one exists.")] = False,
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Print the cached embedded physics teacher's path, pretraining it first when it is not cached."""
-    setup_logging()
-    try:
-        from teacher.embedded import embedded_teacher
+    from teacher.embedded import embedded_teacher
 
-        path = embedded_teacher(rebuild=rebuild, progress=not json_out)
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
-    if json_out:
-        emit_json({"teacher": str(path)})
-    else:
-        console.print(str(path))
+    return {"teacher": str(embedded_teacher(rebuild=rebuild, progress=not json_out))}
+
+
+def _render_probe(r: dict[str, Any]) -> None:
+    p = r["probe"]
+    t = Table(
+        title=f"{p['kind']} probe, {r['train_clips']} train / {r['test_clips']} test physics clips",
+        title_justify="left",
+    )
+    t.add_column("label")
+    t.add_column("chance", justify="right")
+    results = r["results"]
+    for name in results:
+        t.add_column(name, justify="right")
+    first = next(iter(results.values()))
+    for label in first:
+        row = [f"{per[label]['accuracy']:.1%}" for per in results.values()]
+        t.add_row(label, f"{first[label]['chance']:.1%}", *row)
+    console.print(t)
+
+
+PROBE_KINDS = ("grid", "attentive", "linear")
+PARTS = ("auto", "target_encoder", "encoder")
+
+
+def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, test_clips: int, fps: float) -> None:
+    """Every probe option checked before the checkpoint is read or a feature extracted."""
+    from vjepa_edge.config import MAX_FPS, check_count, check_number
+    from vjepa_edge.data.physics import LABELS
+
+    p: list[str] = []
+    if not labels:
+        p.append(f"--labels: name at least one of {', '.join(LABELS)}")
+    p += [f"--labels: unknown {x!r}; known: {', '.join(LABELS)}" for x in labels if x not in LABELS]
+    if kind not in PROBE_KINDS:
+        p.append(f"--kind {kind!r}: choose {', '.join(PROBE_KINDS)}")
+    if part not in PARTS:
+        p.append(f"--part {part!r}: choose {', '.join(PARTS)}")
+    check_count("--train-clips", train_clips, p, maximum=1_000_000)
+    check_count("--test-clips", test_clips, p, maximum=1_000_000)
+    check_number("--fps", fps, p, maximum=MAX_FPS)
+    if p:
+        raise ConfigError.of(p, title="invalid probe options", hint="see `vjepa-edge teacher probe --help`")
 
 
 @app.command()
+@command(_render_probe)
 def probe(
     path: Annotated[Path, typer.Argument(help="A teacher checkpoint (any format load_vjepa reads).")],
     labels: Annotated[str, typer.Option(help="Physics labels to probe, comma-separated.")] = "event,direction",
@@ -166,50 +212,51 @@ def probe(
     part: Annotated[
         str, typer.Option(help="auto (the EMA target encoder when the file has one), target_encoder or encoder.")
     ] = "auto",
+    heads: Annotated[
+        int | None, typer.Option(help="Attention heads, for an encoder width outside the published ViT sizes.")
+    ] = None,
     json_out: JsonOpt = False,
-) -> None:
+) -> dict[str, Any]:
     """Frozen-probe accuracy of a teacher on the physics labels, against a random-init encoder of its size."""
-    setup_logging()
-    try:
-        import torch
+    import torch
 
-        from vjepa_edge.data.config import ClipSpec
-        from vjepa_edge.eval.physics import physics_probe
-        from vjepa_edge.eval.probe import ProbeConfig, random_init_like
-        from vjepa_edge.models.checkpoint import load_vjepa
-        from vjepa_edge.runinfo import autocast_dtype
+    from vjepa_edge.data.config import ClipSpec
+    from vjepa_edge.eval.physics import physics_probe
+    from vjepa_edge.eval.probe import ProbeConfig, random_init_like
+    from vjepa_edge.models.checkpoint import load_vjepa
+    from vjepa_edge.runinfo import autocast_dtype
 
-        model = load_vjepa(path)
-        if part not in ("auto", "target_encoder", "encoder"):
-            raise ConfigError(f"--part {part!r}: choose auto, target_encoder or encoder")
-        if part == "auto":
-            part = "target_encoder" if "target_encoder" in model.parts else "encoder"
-        encoder = getattr(model, part)
-        arch = encoder.arch
-        spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
-        config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
-        results = physics_probe(
-            {"teacher": encoder, "random init": random_init_like(encoder, seed=seed)},
-            spec=spec,
-            labels=[x.strip() for x in labels.split(",") if x.strip()],
-            train_clips=train_clips,
-            test_clips=test_clips,
-            seed=seed,
-            config=config,
-            autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
+    names = [x.strip() for x in labels.split(",") if x.strip()]
+    _probe_options(names, kind, part, train_clips, test_clips, fps)
+    _input_options(None, None, heads)
+    model = load_vjepa(path, num_heads=heads)
+    if part == "auto":
+        part = "target_encoder" if "target_encoder" in model.parts else "encoder"
+    if part not in model.parts:
+        raise ConfigError(
+            f"--part {part}: {path} has no {part} (it holds {', '.join(model.parts)})",
+            hint="use --part auto or --part encoder",
         )
-    except VjepaEdgeError as e:
-        fail(e, as_json=json_out)
+    encoder = getattr(model, part)
+    arch = encoder.arch
+    spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
+    config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
+    results = physics_probe(
+        {"teacher": encoder, "random init": random_init_like(encoder, seed=seed)},
+        spec=spec,
+        labels=names,
+        train_clips=train_clips,
+        test_clips=test_clips,
+        seed=seed,
+        config=config,
+        autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
+    )
     out = {name: {label: r.to_dict() for label, r in per.items()} for name, per in results.items()}
-    if json_out:
-        emit_json({"checkpoint": str(path), "part": part, "probe": config.to_dict(), "results": out})
-        return
-    t = Table(title=f"{kind} probe, {train_clips} train / {test_clips} test physics clips", title_justify="left")
-    t.add_column("label")
-    t.add_column("chance", justify="right")
-    for name in results:
-        t.add_column(name, justify="right")
-    for label in next(iter(results.values())):
-        chance = next(iter(results.values()))[label].chance
-        t.add_row(label, f"{chance:.1%}", *(f"{per[label].accuracy:.1%}" for per in results.values()))
-    console.print(t)
+    return {
+        "checkpoint": str(path),
+        "part": part,
+        "probe": config.to_dict(),
+        "train_clips": train_clips,
+        "test_clips": test_clips,
+        "results": out,
+    }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vjepa_edge.config import MAX_FPS, MAX_FRAMES, MAX_SIZE, check_count, check_number
 from vjepa_edge.errors import ConfigError
 
 
@@ -31,17 +32,15 @@ class ClipSpec:
     fps: float | None = None
 
     def __post_init__(self) -> None:
-        problems = []
-        if not isinstance(self.frames, int) or self.frames < 1:
-            problems.append(f"frames={self.frames!r}: need a positive integer")
-        if not isinstance(self.size, int) or self.size < 8:
-            problems.append(f"size={self.size!r}: need an integer of at least 8 pixels")
+        problems: list[str] = []
+        check_count("frames", self.frames, problems, maximum=MAX_FRAMES)
+        check_count("size", self.size, problems, minimum=8, maximum=MAX_SIZE)
         if (self.frame_step is None) == (self.fps is None):
             problems.append(f"frame_step={self.frame_step!r}, fps={self.fps!r}: set exactly one of frame_step and fps")
-        if self.frame_step is not None and (not isinstance(self.frame_step, int) or self.frame_step < 1):
-            problems.append(f"frame_step={self.frame_step!r}: need a positive integer")
-        if self.fps is not None and (not isinstance(self.fps, int | float) or self.fps <= 0):
-            problems.append(f"fps={self.fps!r}: need a positive number")
+        if self.frame_step is not None:
+            check_count("frame_step", self.frame_step, problems, maximum=1000)
+        if self.fps is not None:
+            check_number("fps", self.fps, problems, maximum=MAX_FPS)
         if problems:
             raise ConfigError("invalid clip spec", problems=problems)
 

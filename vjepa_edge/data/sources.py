@@ -128,6 +128,39 @@ def check_source(source: str) -> None:
         raise DataError(f"no such data source: {source!r}", hint=SOURCE_HINT)
 
 
+def source_problems(source: str, *, batch_size: int = 1, what: str = "data.source") -> list[str]:
+    """What can be known about SOURCE before training: it exists, it holds at least one video that opens and
+    decodes (the search stops at the first), and at least `batch_size` videos. Cheap: headers and one frame."""
+    if source == PHYSICS:
+        return []
+    try:
+        entries = video_entries(source)
+    except DataError as e:
+        return [f"{what}={source!r}: {e.message}"]
+    if not entries:
+        return [f"{what}={source!r}: no video files in it (extensions: {' '.join(_video_extensions())})"]
+    from vjepa_edge.data.video import probe
+
+    reasons = []
+    for e in entries:
+        try:
+            probe(e.path)
+            break
+        except DataError as err:
+            reasons.append(f"{e.path.name}: {getattr(err, 'reason', err.message)}")
+    else:
+        return [f"{what}={source!r}: none of its {len(entries)} videos can be read (first: {reasons[0]})"]
+    if len(entries) < batch_size:
+        return [f"{what}={source!r}: {len(entries)} videos, fewer than one batch of {batch_size}"]
+    return []
+
+
+def _video_extensions() -> tuple[str, ...]:
+    from vjepa_edge.data.folders import VIDEO_EXTENSIONS
+
+    return VIDEO_EXTENSIONS
+
+
 def video_entries(source: str):
     from vjepa_edge.data.folders import VIDEO_EXTENSIONS, VideoEntry, read_csv, scan_directory
 

@@ -11,23 +11,60 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
+from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.loader import collate_clips
 from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
-from vjepa_edge.distill.losses import teacher_targets, token_cosine
+from vjepa_edge.distill.losses import DistillModel, teacher_targets, token_cosine
+from vjepa_edge.distill.recipe import Recipe
 from vjepa_edge.eval.physics import physics_probe
 from vjepa_edge.eval.probe import ProbeConfig
-from vjepa_edge.models.students import create_student
+from vjepa_edge.models.students import build_encoder
 from vjepa_edge.train.loop import task_bar
 
-if TYPE_CHECKING:
-    from vjepa_edge.distill.train import _Distiller
-
 log = logging.getLogger(__name__)
+
+
+class Distilled(Protocol):
+    """What the evaluation reads from a distillation (`vjepa_edge.distill.train`'s distiller): the teacher, the
+    trained student and its head, and where they run. The student's input is read from the student itself."""
+
+    recipe: Recipe
+    spec: ClipSpec  # the teacher's clips
+    device: torch.device
+    amp: torch.dtype | None
+    teacher: nn.Module
+    student: nn.Module
+    model: DistillModel
+    teacher_grid: tuple[int, int, int]
+    student_grid: tuple[int, int, int]
+    teacher_dim: int
+    teacher_digest: str  # the key of the teacher's cached probe tokens
+
+    def encode(self, clip: Tensor) -> Tensor:
+        """The teacher's tokens of a clip at the teacher's input."""
+        ...
+
+
+class AdaptedStudent(nn.Module):
+    """A student that takes the teacher's clip (to probe both on the same clips), resampled to the student's
+    own input (`input_spec.adapt`)."""
+
+    def __init__(self, student: nn.Module) -> None:
+        super().__init__()
+        self.student = student
+        self.input_spec = student.input_spec
+
+    def forward(self, clip: Tensor) -> Tensor:
+        return self.student(self.input_spec.adapt(clip))
+
+    def token_grid(self, clip: Tensor) -> tuple[int, int, int]:
+        return tuple(self.student.grid)
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -35,10 +72,9 @@ def _params(module: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def feature_cosine(d: _Distiller, *, progress: bool) -> float:
-    from vjepa_edge.distill.train import adapt_clip
-
+def feature_cosine(d: Distilled, *, progress: bool) -> float:
     r = d.recipe
+    student_input = d.student.input_spec
     n = r.eval.cosine_clips
     if r.data.source == PHYSICS:
         dataset = PhysicsDataset(d.spec, length=n, seed=r.run.seed, split="test").render()
@@ -52,7 +88,7 @@ def feature_cosine(d: _Distiller, *, progress: bool) -> float:
             clip = batch["clip"].to(d.device)
             targets = teacher_targets(d.encode(clip), d.teacher_grid, d.student_grid, normalize=True)
             with torch.autocast(d.device.type, dtype=d.amp or torch.float32, enabled=d.amp is not None):
-                pred = d.model.head.projector(d.student(adapt_clip(clip, r.student.frames, r.student.size)))
+                pred = d.model.head.projector(d.student(student_input.adapt(clip)))
             cos = token_cosine(pred, targets)
             total += cos.sum().item()
             count += cos.numel()
@@ -61,21 +97,17 @@ def feature_cosine(d: _Distiller, *, progress: bool) -> float:
     return total / max(1, count)
 
 
-def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
+def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
     """Cosine, probe accuracies (teacher, student, random student), retention and sizes, as report entries."""
-    from vjepa_edge.distill.train import AdaptedStudent
-
     r = d.recipe
-    s = r.student
     d.student.eval()
     cosine = feature_cosine(d, progress=progress)
-    overrides = {k: v for k, v in (("patch_size", s.patch_size), ("tubelet_size", s.tubelet_size)) if v}
     torch.manual_seed(r.run.seed + 1)
-    random_student = create_student(s.name, frames=s.frames, size=s.size, **overrides).to(d.device).eval()
+    random_student = build_encoder(d.student.arch).to(d.device).eval()  # the same architecture, untrained
     encoders = {
         "teacher": d.teacher,
-        "student": AdaptedStudent(d.student, s.frames, s.size),
-        "random_student": AdaptedStudent(random_student, s.frames, s.size),
+        "student": AdaptedStudent(d.student),
+        "random_student": AdaptedStudent(random_student),
     }
     total = len(encoders) * (r.eval.train_clips + r.eval.test_clips)
     with task_bar("probe features", total, enabled=progress) as bar:
@@ -92,6 +124,7 @@ def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
             progress=bar,
             cache={"teacher": d.teacher_digest},  # a teacher's probe tokens are kept for its next student
         )
+    spec = d.student.input_spec
     acc = {name: sum(x.accuracy for x in per.values()) / len(per) for name, per in results.items()}
     chance = sum(x.chance for x in results["teacher"].values()) / len(results["teacher"])
     report = {
@@ -112,7 +145,7 @@ def evaluate(d: _Distiller, *, progress: bool) -> dict[str, Any]:
             "test_clips": r.eval.test_clips,
             "accuracy": {name: {label: x.accuracy for label, x in per.items()} for name, per in results.items()},
         },
-        "student": {"name": s.name, "frames": s.frames, "size": s.size, "grid": list(d.student_grid)},
+        "student": {"name": r.student.name, "frames": spec.frames, "size": spec.size, "grid": list(d.student_grid)},
         "teacher": {"grid": list(d.teacher_grid), "dim": d.teacher_dim, "input": [d.spec.frames, d.spec.size]},
     }
     log.info(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vjepa_edge.config import build, load_toml, to_dict
+from vjepa_edge.config import MAX_FPS, MAX_FRAMES, MAX_SIZE, build, check_count, check_number, load_toml, to_dict
 from vjepa_edge.data.config import AugmentConfig
 from vjepa_edge.errors import ConfigError, VjepaEdgeError
 
@@ -25,9 +25,7 @@ RECIPE_DIRS = (Path(__file__).resolve().parents[2] / "recipes", Path(__file__).r
 
 def _positive(obj: Any, names: tuple[str, ...], p: list[str]) -> None:
     for name in names:
-        value = getattr(obj, name)
-        if not isinstance(value, int) or value < 1:
-            p.append(f"{name}={value!r}: need a positive integer")
+        check_count(name, getattr(obj, name), p)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -48,7 +46,8 @@ class StudentConfig:
         p: list[str] = []
         if not self.name:
             p.append("name: give a registered student (vjepa-edge list students)")
-        _positive(self, ("frames", "size"), p)
+        check_count("frames", self.frames, p, maximum=MAX_FRAMES)
+        check_count("size", self.size, p, minimum=8, maximum=MAX_SIZE)
         for name in ("patch_size", "tubelet_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
                 p.append(f"{name}={getattr(self, name)!r}: need 0 (the student's default) or a positive integer")
@@ -75,15 +74,26 @@ class TeacherSource:
         p: list[str] = []
         if not self.path:
             p.append(f"path: give '{EMBEDDED}' or a teacher checkpoint")
-        for name in ("frames", "size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
-                p.append(f"{name}={getattr(self, name)!r}: need 0 (the file's own) or a positive integer")
+        check_count("frames", self.frames, p, minimum=0, maximum=MAX_FRAMES)
+        check_count("size", self.size, p, minimum=0, maximum=MAX_SIZE)
         if p:
             raise ConfigError("invalid teacher", problems=p)
 
     @property
     def embedded(self) -> bool:
         return self.path == EMBEDDED
+
+    @property
+    def source(self) -> str | None:
+        """The registered teacher source `path` names (`embedded`, or a plugin's), or None when it is a file."""
+        return self.path if _is_source(self.path) else None
+
+
+def _is_source(path: str) -> bool:
+    """A teacher path names a registered source unless a file of that name exists (the file wins)."""
+    from vjepa_edge.distill.teachers import is_teacher_source
+
+    return path == EMBEDDED or (is_teacher_source(path) and not Path(path).expanduser().exists())
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -102,12 +112,13 @@ class DataConfig:
         p: list[str] = []
         if not self.source:
             p.append("source: give a data source (physics, a folder of videos, a CSV or a video)")
-        if not isinstance(self.fps, int | float) or self.fps <= 0:
-            p.append(f"fps={self.fps!r}: need a positive number")
+        check_number("fps", self.fps, p, maximum=MAX_FPS)
         _positive(self, ("clips", "batch_size"), p)
+        if not p and self.batch_size > self.clips:
+            p.append(f"batch_size={self.batch_size} is larger than clips={self.clips}: not one batch per epoch")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             p.append(f"num_workers={self.num_workers!r}: need 0 or more")
-        if not 0.0 <= self.max_bad_fraction <= 1.0:
+        if not (isinstance(self.max_bad_fraction, int | float) and 0.0 <= self.max_bad_fraction <= 1.0):
             p.append(f"max_bad_fraction={self.max_bad_fraction!r}: need a fraction in [0, 1]")
         if p:
             raise ConfigError("invalid data", problems=p)
@@ -132,7 +143,7 @@ class LossConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        if not 0.0 < self.mask_ratio < 1.0:
+        if not (isinstance(self.mask_ratio, int | float) and 0.0 < self.mask_ratio < 1.0):
             p.append(f"mask_ratio={self.mask_ratio!r}: need a fraction in (0, 1)")
         _positive(self, ("pred_dim", "pred_depth", "pred_heads"), p)
         if not p and self.pred_dim % self.pred_heads:
@@ -160,12 +171,10 @@ class OptimConfig:
         _positive(self, ("steps",), p)
         if not isinstance(self.warmup_steps, int) or not 0 <= self.warmup_steps <= max(self.steps, 0):
             p.append(f"warmup_steps={self.warmup_steps!r}: need an integer in [0, steps]")
-        for name in ("start_lr", "lr", "final_lr", "weight_decay", "clip_grad"):
-            if getattr(self, name) < 0:
-                p.append(f"{name}={getattr(self, name)!r}: need 0 or more")
-        if self.lr <= 0:
-            p.append(f"lr={self.lr!r}: need a positive number")
-        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+        for name in ("start_lr", "final_lr", "weight_decay", "clip_grad", "eps"):
+            check_number(name, getattr(self, name), p, positive=False)
+        check_number("lr", self.lr, p)
+        if len(self.betas) != 2 or not all(isinstance(b, int | float) and 0.0 <= b < 1.0 for b in self.betas):
             p.append(f"betas={list(self.betas)!r}: need two numbers in [0, 1)")
         if p:
             raise ConfigError("invalid optim", problems=p)
@@ -229,13 +238,61 @@ class RunConfig:
             raise ConfigError("invalid run", problems=p)
 
 
+# The names the deploy stages will register (quantize: schemes, export: targets, profile: devices). Until those
+# registries exist a recipe's [deploy] names are checked against these lists; then against the registries.
+PLANNED_SCHEMES = (
+    "xnnpack-int8",
+    "xnnpack-int8-dyn",
+    "coreml-int8",
+    "coreml-int8-wo",
+    "torchao-int8-dyn",
+    "torchao-int8-wo",
+    "onnx-int8",
+)
+PLANNED_TARGETS = (
+    "xnnpack-fp32",
+    "xnnpack-int8",
+    "coreml-fp16",
+    "coreml-int8",
+    "mlpackage-fp16",
+    "mlpackage-int8",
+    "onnx-fp32",
+    "onnx-int8",
+    "vulkan-fp32",
+    "qnn-int8",
+)
+PLANNED_DEVICES = ("quest3", "rayban_meta", "vision_pro", "iphone15pro", "galaxy_s24", "pixel8", "rpi5", "host")
+
+
+def _known(name: str, value: str, known: tuple[str, ...], p: list[str]) -> None:
+    if value not in known:
+        import difflib
+
+        close = difflib.get_close_matches(value, known, n=1)
+        mean = f" (did you mean {close[0]!r}?)" if close else ""
+        p.append(f"{name}={value!r}: unknown{mean}; known: {', '.join(known)}")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class DeployConfig:
-    """Defaults of the later stages: quantization scheme, export target and the devices to profile against."""
+    """What `distill` hands to the deploy stages: the quantization `scheme` (`vjepa-edge quantize --scheme`), the
+    export `target` (`vjepa-edge export --target`) and the `devices` whose latency budgets the artifact is
+    profiled against (`vjepa-edge profile --device`)."""
 
-    scheme: str = "int8_xnnpack"
-    target: str = "executorch_xnnpack"
+    scheme: str = "xnnpack-int8"
+    target: str = "xnnpack-int8"
     devices: tuple[str, ...] = ("quest3",)
+
+    def __post_init__(self) -> None:
+        p: list[str] = []
+        _known("scheme", self.scheme, PLANNED_SCHEMES, p)
+        _known("target", self.target, PLANNED_TARGETS, p)
+        if not self.devices:
+            p.append(f"devices: name at least one of {', '.join(PLANNED_DEVICES)}")
+        for device in self.devices:
+            _known("devices", device, PLANNED_DEVICES, p)
+        if p:
+            raise ConfigError("invalid deploy", problems=p)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -323,7 +380,7 @@ def external_problems(data: dict[str, Any]) -> list[str]:
     p: list[str] = []
     teacher, student = table("teacher"), table("student")
     path, hint = teacher.get("path", EMBEDDED), teacher.get("hint", "")
-    if isinstance(path, str) and path and path != EMBEDDED and not Path(path).expanduser().exists():
+    if isinstance(path, str) and path and not _is_source(path) and not Path(path).expanduser().exists():
         how = hint if isinstance(hint, str) and hint else "pass --teacher PATH (any file load_vjepa reads)"
         p.append(f"teacher.path={path!r}: no such file or directory; {how}, or set teacher.path = '{EMBEDDED}'")
     name = student.get("name", StudentConfig.name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from torch import nn
 from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.sources import PhysicsDataset
 from vjepa_edge.eval.probe import Features, ProbeConfig, ProbeResult, extract_features, probe
-from vjepa_edge.runinfo import cache_root, temp_beside
+from vjepa_edge.runinfo import cache_root, save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -84,18 +83,8 @@ def cached_features(encoder: nn.Module, dataset: PhysicsDataset, weights: str | 
 
 
 def _save(features: Features, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {"tokens": features.tokens.contiguous(), **{f"label.{k}": v for k, v in features.labels.items()}}
-    fd, tmp = temp_beside(path)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"grid": json.dumps(features.grid)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    save_safetensors(tensors, path, {"grid": json.dumps(features.grid)})
 
 
 def _load(path: Path) -> Features:

@@ -1,7 +1,8 @@
 """V-JEPA encoders and predictors, the student registry, their architecture records, and the checkpoint loaders."""
 
 from vjepa_edge.models.arch import VIT_SIZES, EncoderArch, PredictorArch, TimmEncoderArch, VJEPAArch
-from vjepa_edge.models.checkpoint import load_vjepa, read_checkpoint, save_vjepa
+from vjepa_edge.models.checkpoint import load_vjepa, read_arch, read_checkpoint, save_vjepa
+from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.models.predictor import Predictor
 from vjepa_edge.models.students import (
     STUDENTS,
@@ -19,6 +20,7 @@ __all__ = [
     "VIT_SIZES",
     "VJEPA",
     "EncoderArch",
+    "InputSpec",
     "PredictorArch",
     "Predictor",
     "StudentSpec",
@@ -29,6 +31,7 @@ __all__ = [
     "create_student",
     "list_students",
     "load_vjepa",
+    "read_arch",
     "read_checkpoint",
     "save_vjepa",
     "student_model",

@@ -1,4 +1,4 @@
-"""Read and write V-JEPA checkpoints: `load_vjepa(path)` and `save_vjepa(model, path)`.
+"""Read and write V-JEPA checkpoints: `load_vjepa(path)`, `read_arch(path)` and `save_vjepa(model, path)`.
 
 Formats read (detected from the file, never from its name):
 - V-JEPA 1 `.pth.tar` and V-JEPA 2 `.pt` training checkpoints (`encoder`, `target_encoder`, `predictor` state
@@ -25,15 +25,15 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor
 
 from vjepa_edge.errors import ArchitectureError, CheckpointError, ConfigError
 from vjepa_edge.models.arch import AnyEncoderArch, EncoderArch, PredictorArch, TimmEncoderArch, VJEPAArch
-from vjepa_edge.models.infer import infer_encoder, infer_predictor
+from vjepa_edge.models.infer import check_heads, heads_hint, infer_encoder, infer_predictor
 from vjepa_edge.models.keymaps import hf_vjepa2_to_native, prefix, strip_wrapper_prefixes, tubelet_conv_to_linear
 from vjepa_edge.models.vjepa import PARTS, VJEPA, Source
-from vjepa_edge.runinfo import temp_beside
+from vjepa_edge.runinfo import save_safetensors
 
 FORMAT_TAG = "vjepa-edge"
 StateDict = dict[str, Tensor]
@@ -109,16 +109,27 @@ def _first_line(e: BaseException) -> str:
     return text[0][:200] if text else type(e).__name__
 
 
-def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The header's metadata; opening checks that the header covers the whole file (catches truncation)."""
     try:
         with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(str(path)), meta
+            return f.metadata() or {}
     except Exception as e:  # safetensors raises its own SafetensorError and plain OSErrors
-        raise CheckpointError(
-            f"{path} is a truncated or corrupt safetensors file ({_first_line(e)})",
-            hint="download or copy the file again",
-        ) from None
+        raise _bad_safetensors(path, e) from None
+
+
+def _load_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    meta = _safetensors_metadata(path)
+    try:
+        return load_file(str(path)), meta
+    except Exception as e:
+        raise _bad_safetensors(path, e) from None
+
+
+def _bad_safetensors(path: Path, e: Exception) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is a truncated or corrupt safetensors file ({_first_line(e)})", hint="download or copy the file again"
+    )
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -128,7 +139,9 @@ def _is_state_dict(obj: Any) -> bool:
 # ----------------------------------------------------------------------------- formats -> (arch, weights)
 
 
-def _official(path: Path, obj: Any, *, frames: int | None, size: int | None) -> tuple[VJEPAArch, StateDict, Source]:
+def _official(
+    path: Path, obj: Any, *, frames: int | None, size: int | None, num_heads: int | None
+) -> tuple[VJEPAArch, StateDict, Source]:
     """A V-JEPA 1 / V-JEPA 2 training checkpoint (or a bare encoder state dict)."""
     if _is_state_dict(obj):
         parts = {"encoder": strip_wrapper_prefixes(obj)}
@@ -145,9 +158,11 @@ def _official(path: Path, obj: Any, *, frames: int | None, size: int | None) -> 
             hint="V-JEPA 2.1 files (key 'ema_encoder') and probe checkpoints are not supported yet",
         )
     enc_key = "target_encoder" if "encoder" not in parts else "encoder"
-    enc, input_from = infer_encoder(parts[enc_key], part=enc_key)
+    enc, input_from = infer_encoder(parts[enc_key], part=enc_key, num_heads=num_heads)
+    if num_heads is not None:
+        notes.append(f"num_heads {num_heads} given by the caller (no tensor records it)")
     if "encoder" in parts and "target_encoder" in parts:
-        target, _ = infer_encoder(parts["target_encoder"], part="target_encoder")
+        target, _ = infer_encoder(parts["target_encoder"], part="target_encoder", num_heads=num_heads)
         if target != enc:
             raise ArchitectureError("target_encoder and encoder have different architectures")
     enc, input_from = _override_input(enc, input_from, frames=frames, size=size)
@@ -183,7 +198,9 @@ def _override_input(enc: AnyEncoderArch, input_from: str, *, frames: int | None,
     return enc, "given by the caller"
 
 
-def _hf_dir(path: Path, *, frames: int | None, size: int | None) -> tuple[VJEPAArch, StateDict, Source]:
+def _hf_dir(
+    path: Path, *, frames: int | None, size: int | None, num_heads: int | None
+) -> tuple[VJEPAArch, StateDict, Source]:
     """A Hugging Face VJEPA2Model (or VJEPA2ForVideoClassification) directory."""
     try:
         cfg = json.loads((path / "config.json").read_text())
@@ -195,11 +212,12 @@ def _hf_dir(path: Path, *, frames: int | None, size: int | None) -> tuple[VJEPAA
         raise ArchitectureError(f"{path}: hidden_act {cfg['hidden_act']!r} is not supported (only 'gelu')")
     raw, _ = _load_safetensors(path / "model.safetensors")
     parts, unused = hf_vjepa2_to_native(raw)
+    heads = _hf_heads(cfg, num_heads, path / "config.json")  # before the try: a contradiction is the caller's error
     try:
         enc = EncoderArch(
             embed_dim=cfg["hidden_size"],
             depth=cfg["num_hidden_layers"],
-            num_heads=cfg["num_attention_heads"],
+            num_heads=heads,
             mlp_hidden=int(cfg["hidden_size"] * cfg.get("mlp_ratio", 4.0)),
             patch_size=cfg["patch_size"],
             tubelet_size=cfg["tubelet_size"],
@@ -243,45 +261,108 @@ def _hf_dir(path: Path, *, frames: int | None, size: int | None) -> tuple[VJEPAA
     return arch, weights, src
 
 
-def _ours(path: Path, sd: StateDict, meta: dict[str, str], *, frames: int | None, size: int | None):
+def _hf_heads(cfg: dict[str, Any], num_heads: int | None, where: Path) -> int:
+    """config.json's head count; the caller's `num_heads` only where it records none, and never against it."""
+    stored = cfg.get("num_attention_heads")
+    if stored is None and num_heads is None:
+        raise CheckpointError(f"{where} lacks 'num_attention_heads'", hint=heads_hint(cfg.get("hidden_size", 0)))
+    if stored is None:
+        return check_heads(cfg.get("hidden_size", 0), num_heads)
+    _check_stored_heads(stored, num_heads, where)
+    return stored
+
+
+def _check_stored_heads(stored: int | None, num_heads: int | None, where: Path | str) -> None:
+    if num_heads is not None and num_heads != stored:
+        what = f"records {stored} heads" if stored is not None else "is a timm student, which has no attention heads"
+        raise ConfigError(
+            f"num_heads={num_heads} contradicts {where}, which {what}",
+            hint="drop num_heads (--heads): this file records its own architecture",
+        )
+
+
+def _ours(
+    path: Path, sd: StateDict, meta: dict[str, str], *, frames: int | None, size: int | None, num_heads: int | None
+) -> tuple[VJEPAArch, StateDict, Source]:
     try:
         arch = VJEPAArch.from_dict(json.loads(meta["arch"]))
     except (KeyError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{path}: the architecture record in the metadata is unreadable ({e})") from None
+    _check_stored_heads(getattr(arch.encoder, "num_heads", None), num_heads, path)
     enc, input_from = _override_input(arch.encoder, "the stored architecture record", frames=frames, size=size)
     if enc != arch.encoder:
         arch = dataclasses.replace(arch, encoder=enc)
     return arch, sd, Source(path=str(path), format="vjepa-edge checkpoint", input_from=input_from)
 
 
-def read_checkpoint(
-    path: str | os.PathLike[str], *, frames: int | None = None, size: int | None = None
-) -> tuple[VJEPAArch, StateDict, Source]:
-    """Detect the format of `path` and return its architecture, its weights in our layout and its provenance."""
+def _locate(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """The file (or Hugging Face directory) to read at `path`, and its kind from `_sniff`."""
     p = Path(path).expanduser()
     if not p.exists():
         raise CheckpointError(f"no such file or directory: {p}", hint="check the path; nothing is downloaded")
     kind = _sniff(p)
-    if kind == "dir":
-        if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
-            return _hf_dir(p, frames=frames, size=size)
-        if (p / "model.safetensors").is_file():
-            return read_checkpoint(p / "model.safetensors", frames=frames, size=size)
+    if kind != "dir":
+        return p, kind
+    if (p / "config.json").is_file() and (p / "model.safetensors").is_file():
+        return p, "hf"
+    if (p / "model.safetensors").is_file():  # a folder holding our own file (a training checkpoint)
+        return _locate(p / "model.safetensors")
+    raise CheckpointError(
+        f"{p} is a directory without model.safetensors",
+        hint="a Hugging Face directory holds config.json and model.safetensors",
+    )
+
+
+def _own_metadata(path: Path) -> dict[str, str]:
+    meta = _safetensors_metadata(path)
+    if meta.get("format") != FORMAT_TAG:
         raise CheckpointError(
-            f"{p} is a directory without model.safetensors",
-            hint="a Hugging Face directory holds config.json and model.safetensors",
+            f"{path} is a safetensors file without a vjepa-edge architecture record",
+            hint="pass the Hugging Face directory that holds it with its config.json",
         )
+    return meta
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str],
+    *,
+    frames: int | None = None,
+    size: int | None = None,
+    num_heads: int | None = None,
+) -> tuple[VJEPAArch, StateDict, Source]:
+    """Detect the format of `path` and return its architecture, its weights in our layout and its provenance.
+
+    `num_heads` is the head count for files that do not record one (official checkpoints of a width that is no
+    published size); for a file that records it, a different value is a ConfigError.
+    """
+    p, kind = _locate(path)
+    if kind == "hf":
+        return _hf_dir(p, frames=frames, size=size, num_heads=num_heads)
     if kind == "safetensors":
-        sd, meta = _load_safetensors(p)
-        if meta.get("format") != FORMAT_TAG:
-            raise CheckpointError(
-                f"{p} is a safetensors file without a vjepa-edge architecture record",
-                hint="pass the Hugging Face directory that holds it with its config.json",
-            )
-        return _ours(p, sd, meta, frames=frames, size=size)
+        meta = _own_metadata(p)
+        sd, _ = _load_safetensors(p)
+        return _ours(p, sd, meta, frames=frames, size=size, num_heads=num_heads)
     if kind == "other" and not _starts_like_pickle(p):
         raise _not_a_checkpoint(p, "neither a torch.save zip archive, a pickle nor a safetensors file")
-    return _official(p, _torch_load(p, kind), frames=frames, size=size)
+    return _official(p, _torch_load(p, kind), frames=frames, size=size, num_heads=num_heads)
+
+
+def read_arch(
+    path: str | os.PathLike[str],
+    *,
+    frames: int | None = None,
+    size: int | None = None,
+    num_heads: int | None = None,
+) -> VJEPAArch:
+    """The architecture `load_vjepa` would build from `path`, without building it (to validate before compute).
+
+    Our own files record it in their header, which is all that is read; other formats are inferred from their
+    tensors. Raises the same errors as `load_vjepa` for a missing, truncated or foreign file.
+    """
+    p, kind = _locate(path)
+    if kind == "safetensors":
+        return _ours(p, {}, _own_metadata(p), frames=frames, size=size, num_heads=num_heads)[0]
+    return read_checkpoint(p, frames=frames, size=size, num_heads=num_heads)[0]
 
 
 def _starts_like_pickle(path: Path) -> bool:
@@ -312,12 +393,19 @@ def build_from_weights(arch: VJEPAArch, weights: StateDict, source: Source | Non
     return model.eval()
 
 
-def load_vjepa(path: str | os.PathLike[str], *, frames: int | None = None, size: int | None = None) -> VJEPA:
+def load_vjepa(
+    path: str | os.PathLike[str],
+    *,
+    frames: int | None = None,
+    size: int | None = None,
+    num_heads: int | None = None,
+) -> VJEPA:
     """Load any V-JEPA checkpoint; format and architecture are inferred from the file.
 
     `frames`/`size` override the input contract where the file does not record it (V-JEPA 2 RoPE files).
+    `num_heads` is needed for an official checkpoint whose width is no published size (no tensor records it).
     """
-    arch, weights, source = read_checkpoint(path, frames=frames, size=size)
+    arch, weights, source = read_checkpoint(path, frames=frames, size=size, num_heads=num_heads)
     return build_from_weights(arch, weights, source)
 
 
@@ -330,16 +418,5 @@ def save_weights(arch: VJEPAArch, state_dict: dict[str, Tensor], path: str | os.
     """Write a VJEPA state dict with its architecture record as safetensors, atomically (temp file + rename).
 
     For callers that gather the weights themselves (FSDP2 training holds them sharded)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
-    meta = {"format": FORMAT_TAG, "arch": json.dumps(arch.to_dict())}
-    fd, tmp = temp_beside(p)
-    os.close(fd)
-    try:
-        save_file(sd, tmp, metadata=meta)
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    return save_safetensors(sd, path, {"format": FORMAT_TAG, "arch": json.dumps(arch.to_dict())})

@@ -1,9 +1,9 @@
 """Infer a V-JEPA architecture from the tensors of a checkpoint in the official key layout.
 
 Width, depth, MLP width, patch and tubelet come from tensor shapes; the head count (which no shape records)
-from the table of published sizes; V-JEPA 1's input grid and `uniform_power` from matching the stored 3-D
-sin-cos `pos_embed` against the ones each grid would give. Any tensor that does not fit raises an
-`ArchitectureError` naming the key, its shape and what was expected.
+from the caller (`num_heads`), else from the table of published sizes; V-JEPA 1's input grid and `uniform_power`
+from matching the stored 3-D sin-cos `pos_embed` against the ones each grid would give. Any tensor that does not
+fit raises an `ArchitectureError` naming the key, its shape and what was expected.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 import torch
 from torch import Tensor
 
-from vjepa_edge.errors import ArchitectureError
+from vjepa_edge.errors import ArchitectureError, ConfigError
 from vjepa_edge.models.arch import VIT_SIZES, VJEPA2_PREDICTOR_HEADS, EncoderArch, PredictorArch, size_for_width
 from vjepa_edge.models.layers import sincos_3d
 
@@ -55,16 +55,46 @@ def _check_blocks(sd: StateDict, prefix: str, depth: int, dim: int, hidden: int,
         _require(sd, b + "mlp.fc2.weight", [dim, hidden], part)
 
 
-def _heads_for_width(width: int, key: str, shape: list[int], part: str) -> int:
+def _known_heads(width: int, key: str, shape: list[int], part: str, *, hint: str) -> int:
+    """The head count of the published size of width `width`; no tensor records it."""
     found = size_for_width(width)
     if found is None:
         sizes = sorted(VIT_SIZES.items(), key=lambda item: item[1].embed_dim)
         known = ", ".join(f"{s.embed_dim} ({n})" for n, s in sizes)
         raise ArchitectureError(
-            f"{part}: {key!r} has shape {shape}: width {width} fits no known architecture (known widths: {known})",
-            hint="vjepa-edge reads the published V-JEPA sizes; a checkpoint saved by vjepa-edge records its own",
+            f"{part}: {key!r} has shape {shape}: width {width} fits no known architecture, and no tensor records "
+            f"the head count (known widths: {known})",
+            hint=hint,
         )
     return found[1].num_heads
+
+
+def fitting_heads(width: int) -> list[int]:
+    """Head counts that split `width` into heads of an even dim (RoPE rotates channel pairs)."""
+    return [h for h in range(1, width + 1) if width % h == 0 and (width // h) % 2 == 0]
+
+
+def check_heads(width: int, num_heads: int) -> int:
+    """`num_heads` given by the caller, checked against the width it must split; raises ConfigError."""
+    if not isinstance(num_heads, int) or isinstance(num_heads, bool) or num_heads <= 0:
+        problem = "it must be a positive integer"
+    elif width % num_heads:
+        problem = f"{width} is not divisible by {num_heads}"
+    elif (width // num_heads) % 2:
+        problem = f"the head dim {width // num_heads} is odd (RoPE rotates channel pairs)"
+    else:
+        return num_heads
+    raise ConfigError(
+        f"num_heads={num_heads!r} does not fit embed_dim {width}: {problem}",
+        hint=f"head counts that fit a width of {width}: {', '.join(map(str, fitting_heads(width)))}",
+    )
+
+
+def heads_hint(width: int) -> str:
+    return (
+        f"pass num_heads=N to load_vjepa (or --heads N on the command line); embed_dim {width} must be divisible "
+        f"by it with an even head dim ({', '.join(map(str, fitting_heads(width)))})"
+    )
 
 
 def match_sincos_grid(pos_embed: Tensor, *, atol: float = 1e-4) -> tuple[tuple[int, int, int], bool] | None:
@@ -83,8 +113,11 @@ def match_sincos_grid(pos_embed: Tensor, *, atol: float = 1e-4) -> tuple[tuple[i
     return None
 
 
-def infer_encoder(sd: StateDict, *, part: str = "encoder") -> tuple[EncoderArch, str]:
-    """Encoder architecture from an official-layout state dict; also says where the input size came from."""
+def infer_encoder(sd: StateDict, *, part: str = "encoder", num_heads: int | None = None) -> tuple[EncoderArch, str]:
+    """Encoder architecture from an official-layout state dict; also says where the input size came from.
+
+    `num_heads`, when given, is used instead of the table of published sizes (needed for any other width).
+    """
     key = "patch_embed.proj.weight"
     if key not in sd:
         raise ArchitectureError(f"{part}: missing tensor {key!r}: this is not a V-JEPA video encoder")
@@ -94,7 +127,10 @@ def infer_encoder(sd: StateDict, *, part: str = "encoder") -> tuple[EncoderArch,
             f"{part}: {key!r} has shape {_shape(w)}, expected a Conv3d tubelet weight [D, C, t, p, p]"
         )
     dim, in_chans, tubelet, patch = int(w.shape[0]), int(w.shape[1]), int(w.shape[2]), int(w.shape[3])
-    heads = _heads_for_width(dim, key, _shape(w), part)
+    if num_heads is not None:
+        heads = check_heads(dim, num_heads)
+    else:
+        heads = _known_heads(dim, key, _shape(w), part, hint=heads_hint(dim))
     _require(sd, "patch_embed.proj.bias", [dim], part)
     depth = _block_indices(sd, "blocks", part)
     fc1 = sd.get("blocks.0.mlp.fc1.weight")
@@ -130,7 +166,9 @@ def infer_encoder(sd: StateDict, *, part: str = "encoder") -> tuple[EncoderArch,
         )
         return arch, "the stored pos_embed"
     size = size_for_width(dim)
-    assert size is not None  # checked by _heads_for_width
+    if size is None:  # a width of no published size (its head count was given): the record's defaults
+        arch = EncoderArch(**common, pos="rope")
+        return arch, f"the defaults, {arch.num_frames} frames at {arch.img_size} px (RoPE files do not record them)"
     arch = EncoderArch(**common, pos="rope", num_frames=size[1].frames, img_size=size[1].size)
     return arch, f"the {size[0]} default (RoPE files do not record their input size)"
 
@@ -173,7 +211,8 @@ def infer_predictor(sd: StateDict, enc: EncoderArch, *, part: str = "predictor")
             )
         uniform_power = match[1]
     else:
-        heads = VJEPA2_PREDICTOR_HEADS.get(pdim) or _heads_for_width(pdim, key, _shape(w), part)
+        hint = "vjepa-edge reads the published V-JEPA predictor sizes; a checkpoint saved by vjepa-edge records its own"
+        heads = VJEPA2_PREDICTOR_HEADS.get(pdim) or _known_heads(pdim, key, _shape(w), part, hint=hint)
         uniform_power = True
     return PredictorArch(
         embed_dim=enc.embed_dim,

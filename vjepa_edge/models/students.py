@@ -2,7 +2,7 @@
 
 Every student has one contract: `forward(x [B, 3, T, H, W], normalised) -> [B, N, D]` tokens in (t, h, w) order,
 `embed_dim`, `arch` (its architecture record, holding frames, size, tubelet, mean and std), `arch.grid`,
-`token_grid(x)` and `example_inputs(batch)`. Two kinds:
+`token_grid(x)`, `input_spec` (its input contract, `vjepa_edge.models.inputs`) and `example_inputs(batch)`. Two kinds:
 
 - "vit": this project's `VisionTransformer` at a V-JEPA size (tubelet 2x16x16, 3-D RoPE);
 - "timm": any timm image backbone run on tubelets (`TimmVideoEncoder`): the `tubelet_size` frames of a tubelet are
@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from vjepa_edge.errors import ConfigError, RegistryError
 from vjepa_edge.models.arch import VIT_SIZES, AnyEncoderArch, EncoderArch, TimmEncoderArch
+from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.models.vit import VisionTransformer
 from vjepa_edge.registry import Registry
 
@@ -233,9 +234,13 @@ class TimmVideoEncoder(nn.Module):
             raise ValueError(f"{a.model_name} is built for {a.img_size}x{a.img_size} px, got {H}x{W}")
         return T // a.tubelet_size, -(-H // a.stride), -(-W // a.stride)
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """The input contract: frames, size, tubelet, the backbone's stride as patch, its feature grid, mean/std."""
+        return InputSpec.from_arch(self.arch)
+
     def example_inputs(self, batch: int = 1) -> tuple[Tensor]:
-        a = self.arch
-        return (torch.randn(batch, a.in_chans, a.num_frames, a.img_size, a.img_size),)
+        return self.input_spec.example_inputs(batch)
 
     def forward(self, x: Tensor) -> Tensor:
         t, _, _ = self.token_grid(x)

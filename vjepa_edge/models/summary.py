@@ -67,6 +67,8 @@ def summarize(model: VJEPA) -> dict[str, Any]:
     }
 
 
-def inspect_checkpoint(path: str, *, frames: int | None = None, size: int | None = None) -> dict[str, Any]:
-    """Load `path` strictly and describe it."""
-    return summarize(load_vjepa(path, frames=frames, size=size))
+def inspect_checkpoint(
+    path: str, *, frames: int | None = None, size: int | None = None, num_heads: int | None = None
+) -> dict[str, Any]:
+    """Load `path` strictly and describe it (`num_heads`: see `load_vjepa`)."""
+    return summarize(load_vjepa(path, frames=frames, size=size, num_heads=num_heads))

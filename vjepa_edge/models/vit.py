@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa_edge.models.arch import EncoderArch
+from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.models.layers import (
     Block,
     TubeletEmbed,
@@ -26,7 +27,7 @@ def gather_tokens(x: Tensor, idx: Tensor) -> Tensor:
 
 
 class VisionTransformer(nn.Module):
-    """Video ViT encoder; owns its input contract (`arch.num_frames`, `arch.img_size`, `arch.mean`, `arch.std`)."""
+    """Video ViT encoder; owns its input contract (`input_spec`, built from `arch`)."""
 
     def __init__(self, arch: EncoderArch) -> None:
         super().__init__()
@@ -66,9 +67,13 @@ class VisionTransformer(nn.Module):
             raise ValueError(f"clip {T}x{H}x{W} is smaller than one tubelet {a.tubelet_size}x{a.patch_size}^2")
         return T // a.tubelet_size, H // a.patch_size, W // a.patch_size
 
+    @property
+    def input_spec(self) -> InputSpec:
+        """The input contract: frames, size, tubelet, patch, channels, mean/std."""
+        return InputSpec.from_arch(self.arch)
+
     def example_inputs(self, batch: int = 1) -> tuple[Tensor]:
-        a = self.arch
-        return (torch.randn(batch, a.in_chans, a.num_frames, a.img_size, a.img_size),)
+        return self.input_spec.example_inputs(batch)
 
     def forward(self, x: Tensor, context_idx: Tensor | None = None) -> Tensor:
         grid = self.token_grid(x)

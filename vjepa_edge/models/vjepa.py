@@ -8,6 +8,7 @@ from torch import nn
 
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.models.arch import EncoderArch, VJEPAArch
+from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.models.predictor import Predictor
 from vjepa_edge.models.students import build_encoder
 
@@ -44,6 +45,11 @@ class VJEPA(nn.Module):
             self.target_encoder = build_encoder(arch.encoder)
         if arch.predictor is not None:
             self.predictor = Predictor(arch.predictor, arch.encoder.grid)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The encoder's input contract (the target encoder and the predictor share its grid)."""
+        return self.encoder.input_spec
 
     @property
     def parts(self) -> list[str]:

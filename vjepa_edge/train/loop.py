@@ -1,5 +1,6 @@
 """The pieces of a training loop that pretraining and distillation share: AdamW parameter groups, running
-means between log lines, the rich progress bar (rank 0), and trimming metrics.jsonl on resume."""
+means between log lines, the rich progress bar (rank 0), step-indexed batches, and metrics.jsonl (written,
+read, trimmed on resume). The loop that puts them together is `vjepa_edge.train.skeleton.Trainer`."""
 
 from __future__ import annotations
 
@@ -87,7 +88,9 @@ def fmt_time(seconds: float) -> str:
 
 
 def log_metrics(path: Path, step: int, epoch: int, meter: Meter, info: Any) -> dict[str, float]:
-    """The meter's means averaged over every process, as one `metrics.jsonl` row (written by rank 0)."""
+    """The meter's means averaged over every process, as one `metrics.jsonl` row (written by rank 0, with a
+    non-finite value as null so that the file stays JSON; the returned row keeps the floats)."""
+    from vjepa_edge.runinfo import json_line
     from vjepa_edge.train.distributed import mean_across
 
     means = meter.means()
@@ -96,8 +99,13 @@ def log_metrics(path: Path, step: int, epoch: int, meter: Meter, info: Any) -> d
     row = {"step": step, "epoch": epoch, **reduced, "clips_per_s": meter.rate(), "time": time.time()}
     if info.is_main:
         with path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_line(row) + "\n")
     return row
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a `metrics.jsonl`, in order."""
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def truncate_metrics(path: Path, step: int) -> None:

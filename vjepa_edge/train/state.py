@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,35 +27,8 @@ from vjepa_edge.errors import TrainingError
 from vjepa_edge.models.arch import VJEPAArch
 from vjepa_edge.models.checkpoint import save_weights
 from vjepa_edge.runinfo import write_json
+from vjepa_edge.runs import Checkpoint, RunDir, list_checkpoints
 from vjepa_edge.train.distributed import DistInfo, barrier
-
-_STEP_DIR = re.compile(r"^step_(\d{7,})$")
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    path: Path
-    step: int
-
-    @property
-    def model(self) -> Path:
-        return self.path / "model.safetensors"
-
-    @property
-    def state(self) -> Path:
-        return self.path / "state.pt"
-
-
-def list_checkpoints(run_dir: Path) -> list[Checkpoint]:
-    """Complete checkpoints of a run, oldest first (temporary folders of an interrupted write are ignored)."""
-    root = run_dir / "checkpoints"
-    found = []
-    if root.is_dir():
-        for d in root.iterdir():
-            m = _STEP_DIR.match(d.name)
-            if m and (d / "model.safetensors").is_file() and (d / "state.pt").is_file():
-                found.append(Checkpoint(d, int(m.group(1))))
-    return sorted(found, key=lambda c: c.step)
 
 
 def _options(**kw: Any):
@@ -85,7 +56,7 @@ def save_checkpoint(
     optim = get_optimizer_state_dict(trained, optimizer, options=_options())
     ckpt = None
     if info.is_main:
-        root = run_dir / "checkpoints"
+        root = RunDir(run_dir).checkpoints
         ckpt = Checkpoint(root / f"step_{step:07d}", step)
         tmp = root / f".tmp-step_{step:07d}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,7 +123,7 @@ def prepare_run_dir(
                 hint=hint,
             )
         return previous
-    if list_checkpoints(out) or (out / "metrics.jsonl").exists():
+    if list_checkpoints(out) or RunDir(out).metrics.exists():
         raise TrainingError(
             f"{out} already holds a run", hint="pass --resume to continue it, or --out to start another"
         )
