@@ -283,7 +283,9 @@ def config_from_dict(data: dict[str, Any], *, where: str = "") -> TeacherConfig:
     try:
         return build(TeacherConfig, _prepare(data))
     except ConfigError as e:
-        raise ConfigError(f"invalid teacher config {where}".rstrip(), problems=e.problems, hint=e.hint) from None
+        example = "teacher/configs/physics.toml is a valid example"
+        hint = e.hint or f"fix these values in {where or 'the config'} ({example})"
+        raise ConfigError(f"invalid teacher config {where}".rstrip(), problems=e.problems, hint=hint) from None
 
 
 def resolve_config_path(path_or_name: str | Path) -> Path:

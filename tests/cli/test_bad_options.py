@@ -183,3 +183,16 @@ def test_inspect_heads_for_a_width_outside_the_table(tmp_path: Path) -> None:
     arch = json.loads(result.output.strip().splitlines()[-1])["architecture"]
     assert (arch["width"], arch["heads"]) == (128, 4)
     _refused(["teacher", "inspect", str(path), "--heads", "3"], "num_heads=3")
+
+
+def test_teacher_config_with_nan_lr_is_refused_before_pretraining(tmp_path: Path) -> None:
+    from teacher.config import resolve_config_path
+
+    text = resolve_config_path("physics").read_text().replace("lr = 6.25e-4", "lr = nan")
+    assert "lr = nan" in text
+    (tmp_path / "nan.toml").write_text(text)
+    out = _refused(
+        ["teacher", "pretrain", "--config", str(tmp_path / "nan.toml"), "--out", str(tmp_path / "run")], "optim.lr"
+    )
+    assert "physics.toml is a valid example" in out
+    assert not (tmp_path / "run").exists()

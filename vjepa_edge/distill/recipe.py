@@ -334,7 +334,16 @@ def recipe_from_dict(data: dict[str, Any], *, where: str = "") -> Recipe:
     try:
         return build(Recipe, data)
     except ConfigError as e:
-        raise ConfigError(f"invalid recipe {where}".rstrip(), problems=e.problems, hint=e.hint) from None
+        raise ConfigError(
+            f"invalid recipe {where}".rstrip(), problems=e.problems, hint=e.hint or _fix_hint(where)
+        ) from None
+
+
+def _fix_hint(where: str | Path) -> str:
+    return (
+        f"fix these values in {where or 'the recipe'} (recipes/vit_s.toml is a valid example); "
+        "`vjepa-edge validate RECIPE` checks a recipe without running it"
+    )
 
 
 def recipe_dirs() -> list[Path]:
@@ -424,6 +433,6 @@ def load_recipe(name_or_path: str | Path, *, check: bool = True, **overrides: di
     if check:
         problems += external_problems(data)
     if problems:
-        raise ConfigError(f"invalid recipe {path}", problems=problems, hint=hint)
+        raise ConfigError(f"invalid recipe {path}", problems=problems, hint=hint or _fix_hint(path))
     assert recipe is not None
     return recipe
