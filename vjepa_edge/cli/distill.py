@@ -11,7 +11,7 @@ from rich.table import Table
 from vjepa_edge.cli._common import JsonOpt, command, console
 from vjepa_edge.errors import ConfigError
 
-LISTABLE = ("recipes", "students")
+LISTABLE = ("recipes", "students", "schemes")
 
 
 def _overrides(teacher: Path | None, data: str | None) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def list_things(
     what: Annotated[str, typer.Argument(help=f"What to list: {', '.join(LISTABLE)}.")],
     json_out: JsonOpt = False,
 ) -> dict[str, Any]:
-    """List the registered recipes or students."""
+    """List the registered recipes, students or quantization schemes."""
     if what not in LISTABLE:
         import difflib
 
@@ -109,7 +109,7 @@ def list_things(
             f"cannot list {what!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
             hint=f"choose one of: {', '.join(LISTABLE)}",
         )
-    return {what: _recipes() if what == "recipes" else _students()}
+    return {what: {"recipes": _recipes, "students": _students, "schemes": _schemes}[what]()}
 
 
 def _recipes() -> list[dict[str, Any]]:
@@ -143,4 +143,21 @@ def _students() -> list[dict[str, Any]]:
             "description": row["description"],
         }
         for row in student_table(frames=16, size=64)
+    ]
+
+
+def _schemes() -> list[dict[str, Any]]:
+    from vjepa_edge.quant.schemes import SCHEMES
+
+    return [
+        {
+            "name": name,
+            "backend": s.backend,
+            "calibrated": s.calibrated,
+            "qat": s.qat,
+            "runs here": s.runs_here,
+            "export targets": ", ".join(s.targets) or "(PyTorch)",
+            "description": s.description,
+        }
+        for name, s in SCHEMES.items()
     ]

@@ -238,17 +238,8 @@ class RunConfig:
             raise ConfigError("invalid run", problems=p)
 
 
-# The names the deploy stages will register (quantize: schemes, export: targets, profile: devices). Until those
-# registries exist a recipe's [deploy] names are checked against these lists; then against the registries.
-PLANNED_SCHEMES = (
-    "xnnpack-int8",
-    "xnnpack-int8-dyn",
-    "coreml-int8",
-    "coreml-int8-wo",
-    "torchao-int8-dyn",
-    "torchao-int8-wo",
-    "onnx-int8",
-)
+# The names the export and profile stages will register. Until those registries exist a recipe's [deploy] target
+# and devices are checked against these lists; the scheme is checked against the quantization registry.
 PLANNED_TARGETS = (
     "xnnpack-fp32",
     "xnnpack-int8",
@@ -285,7 +276,9 @@ class DeployConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
-        _known("scheme", self.scheme, PLANNED_SCHEMES, p)
+        from vjepa_edge.quant.schemes import list_schemes
+
+        _known("scheme", self.scheme, tuple(list_schemes()), p)
         _known("target", self.target, PLANNED_TARGETS, p)
         if not self.devices:
             p.append(f"devices: name at least one of {', '.join(PLANNED_DEVICES)}")

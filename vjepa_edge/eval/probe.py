@@ -358,6 +358,7 @@ class ProbeResult:
     num_classes: int
     num_train: int
     num_test: int
+    also: dict[str, float] = field(default_factory=dict)  # the best head's accuracy on other test features
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -370,6 +371,7 @@ class ProbeResult:
             "num_classes": self.num_classes,
             "num_train": self.num_train,
             "num_test": self.num_test,
+            "also": dict(self.also),
         }
 
 
@@ -442,8 +444,17 @@ def _accuracies(heads: list[nn.Module], tokens: Tensor, y: Tensor, batch_size: i
     return [c / len(y) for c in correct]
 
 
-def train_probe(train: Features, test: Features, label: str, config: ProbeConfig | None = None) -> ProbeResult:
+def train_probe(
+    train: Features,
+    test: Features,
+    label: str,
+    config: ProbeConfig | None = None,
+    *,
+    also: dict[str, Features] | None = None,
+) -> ProbeResult:
     """Train one probe head per learning rate on `train` for `label`; report the test accuracy of each and the best.
+    `also`: other features of the test clips (the same clips through another program, e.g. the int8 student) that
+    the best head, trained once on `train`, is applied to unchanged: what a deployment that swaps the backbone sees.
 
     AdamW with a per-step cosine schedule to zero (no warmup), gradient clipping at 1.0, float32 math on
     float16 features. Heads start from the same seeded init and see the same seeded batch order, so a
@@ -489,6 +500,11 @@ def train_probe(train: Features, test: Features, label: str, config: ProbeConfig
     accs = _accuracies(heads, test.tokens, y_test, max(config.batch_size, 256))
     accuracies = dict(zip(config.lrs, accs, strict=True))
     best_lr = max(accuracies, key=accuracies.__getitem__)
+    best = heads[list(config.lrs).index(best_lr)]
+    other = {
+        name: _accuracies([best], f.tokens, f.labels[label], max(config.batch_size, 256))[0]
+        for name, f in (also or {}).items()
+    }
     result = ProbeResult(
         label=label,
         kind=config.kind,
@@ -499,6 +515,7 @@ def train_probe(train: Features, test: Features, label: str, config: ProbeConfig
         num_classes=num_classes,
         num_train=len(train),
         num_test=len(test),
+        also=other,
     )
     log.info(
         "%s probe on %s: %.1f%% top-1 (lr %g; chance %.1f%%)",
@@ -512,13 +529,20 @@ def train_probe(train: Features, test: Features, label: str, config: ProbeConfig
 
 
 def probe(
-    train: Features, test: Features, labels: Sequence[str], config: ProbeConfig | None = None
+    train: Features,
+    test: Features,
+    labels: Sequence[str],
+    config: ProbeConfig | None = None,
+    *,
+    also: dict[str, Features] | None = None,
 ) -> dict[str, ProbeResult]:
     """`train_probe` for each label; every unknown label is reported before any training starts."""
     problems = _label_problems(train, test, labels)
+    for f in (also or {}).values():
+        problems += _label_problems(train, f, labels)
     if problems:
         raise ConfigError("cannot train the probes", problems=problems)
-    return {label: train_probe(train, test, label, config) for label in labels}
+    return {label: train_probe(train, test, label, config, also=also) for label in labels}
 
 
 def random_init_like(encoder: VisionTransformer, seed: int = 0) -> VisionTransformer:

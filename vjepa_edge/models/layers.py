@@ -108,11 +108,25 @@ def rope_table(idx: Tensor, grid: tuple[int, int, int], head_dim: int) -> tuple[
     return cos_t, sin_t
 
 
+def grid_rope_table(grid: tuple[int, int, int], head_dim: int) -> tuple[Tensor, Tensor]:
+    """`rope_table` of every token of `grid` ([T'*H'*W', head_dim] each), for a model to keep as a constant.
+
+    Computed on the CPU when the default device is meta: a model built on meta and then loaded with
+    `assign=True` gets real parameters, but a non-persistent buffer is in no file and would stay on meta.
+    """
+    device = torch.get_default_device()
+    if device.type == "meta":
+        device = torch.device("cpu")
+    return rope_table(torch.arange(math.prod(grid), device=device), grid, head_dim)
+
+
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """x [B, heads, N, hd] rotated by the table (cos/sin [N, hd] or [B, 1, N, hd]); pairs are adjacent channels."""
     x1, x2 = x.unflatten(-1, (-1, 2)).unbind(-1)
     rotated = torch.stack((-x2, x1), dim=-1).flatten(-2)
-    return x * cos.to(x.dtype) + rotated * sin.to(x.dtype)
+    if cos.dtype != x.dtype:  # no cast node in exported graphs when the dtypes already agree
+        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return x * cos + rotated * sin
 
 
 class Attention(nn.Module):

@@ -6,6 +6,8 @@ embeds the clip, keeps only the tokens at `context_idx` [B, K] and sends just th
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -14,6 +16,7 @@ from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.models.layers import (
     Block,
     TubeletEmbed,
+    grid_rope_table,
     init_vit_weights,
     interpolate_pos_embed,
     rope_table,
@@ -40,6 +43,13 @@ class VisionTransformer(nn.Module):
             self.register_buffer("pos_embed", pos.unsqueeze(0))
         else:
             self.pos_embed = None
+        if arch.pos == "rope":
+            # The configured grid's tables, computed once: exported programs then hold them as constants instead
+            # of tracing the integer position arithmetic (which PT2E quantizers would annotate). Non-persistent:
+            # state dicts and checkpoints stay as they were.
+            cos, sin = grid_rope_table(arch.grid, arch.head_dim)
+            self.register_buffer("rope_cos", cos, persistent=False)
+            self.register_buffer("rope_sin", sin, persistent=False)
         self.blocks = nn.ModuleList(
             Block(arch.embed_dim, arch.num_heads, arch.mlp_hidden, qkv_bias=arch.qkv_bias, eps=arch.norm_eps)
             for _ in range(arch.depth)
@@ -82,13 +92,26 @@ class VisionTransformer(nn.Module):
             tokens = tokens + interpolate_pos_embed(self.pos_embed, self.arch.grid, grid).to(tokens.dtype)
         if context_idx is not None:
             tokens = gather_tokens(tokens, context_idx)
-        rope = None
-        if self.arch.pos == "rope":
-            idx = context_idx if context_idx is not None else torch.arange(tokens.shape[1], device=x.device)
-            rope = rope_table(idx, grid, self.arch.head_dim)
+        rope = self.rope(grid, context_idx, x.device) if self.arch.pos == "rope" else None
         for blk in self.blocks:
             if self.grad_checkpointing and self.training:
                 tokens = torch.utils.checkpoint.checkpoint(blk, tokens, rope, use_reentrant=False)
             else:
                 tokens = blk(tokens, rope)
         return self.norm(tokens)
+
+    def rope(
+        self, grid: tuple[int, int, int], context_idx: Tensor | None, device: torch.device
+    ) -> tuple[Tensor, Tensor]:
+        """cos/sin tables for the tokens of a clip of token grid `grid` (those at `context_idx` [B, K] when given).
+
+        The configured grid reads the stored tables (rows gathered per sample); another grid computes its own.
+        Both give the same numbers: `rope_table` is elementwise in the positions.
+        """
+        if grid != self.arch.grid:
+            idx = context_idx if context_idx is not None else torch.arange(math.prod(grid), device=device)
+            return rope_table(idx, grid, self.arch.head_dim)
+        if context_idx is None:
+            return self.rope_cos, self.rope_sin
+        # [B, K, hd] -> [B, 1, K, hd]: per-sample positions broadcast over heads, as rope_table gives them.
+        return self.rope_cos[context_idx].unsqueeze(1), self.rope_sin[context_idx].unsqueeze(1)
