@@ -104,6 +104,7 @@ def test_save_load_round_trip(tmp_path: Path, vit: nn.Module, vit_q: ProgramMode
     assert loaded.keep_float == KEEP
 
 
+@pytest.mark.slow  # a second interpreter imports torch and torchao again (~5-15 s)
 def test_a_fresh_process_loads_the_program(tmp_path: Path, vit_q: ProgramModel) -> None:
     """Loading registers torchao's ops and allowlists its tensor subclasses itself (nothing imported before)."""
     if vit_q.scheme.name != SCHEMES[0]:

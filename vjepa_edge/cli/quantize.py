@@ -43,7 +43,9 @@ def _render(r: dict[str, Any]) -> None:
 def quantize(
     student: Annotated[str, typer.Argument(help="RUN_OR_CKPT: a distill run folder, a student .safetensors, ...")],
     scheme: Annotated[str, typer.Option(help="Quantization scheme (`vjepa-edge list schemes`).")] = "xnnpack-int8",
-    qat: Annotated[bool, typer.Option("--qat", help="Fine-tune with fake quantization before converting.")] = False,
+    qat: Annotated[
+        bool, typer.Option("--qat", help="Fine-tune with fake quantization before converting (not built yet).")
+    ] = False,
     calib_clips: Annotated[int, typer.Option(help="Training clips that calibrate the activations.")] = 64,
     keep_float: Annotated[
         str | None, typer.Option(help="Keep layers in float: N (the N most sensitive) or names, comma-separated.")

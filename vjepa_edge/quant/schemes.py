@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.registry import Registry
-
-if TYPE_CHECKING:
-    from vjepa_edge.quant.base import SchemeImpl
 
 Backend = Literal["xnnpack", "coreml", "torchao", "onnx"]
 
@@ -34,8 +31,9 @@ class Scheme:
     impl: str  # "module:Class" of its SchemeImpl
     description: str
 
-    def load(self) -> SchemeImpl:
-        """The implementation (imported now, so its backend library is imported only when used)."""
+    def load(self) -> Any:
+        """The implementation, a `vjepa_edge.quant.base.SchemeImpl` (imported now, so its backend library is
+        imported only when the scheme is used; base imports this module, not the reverse)."""
         module, _, cls = self.impl.partition(":")
         return getattr(importlib.import_module(module), cls)(self)
 
