@@ -49,7 +49,12 @@ class SchemeImpl(ABC):
         self.scheme = scheme
 
     def problems(self, model: nn.Module) -> list[str]:
-        """Why this scheme cannot quantize `model` (empty when it can); checked before any work."""
+        """Why this scheme cannot quantize `model` (empty when it can); checked before any work. Every program is
+        made for one fixed input, the model's `input_spec`; schemes add their own limits."""
+        from vjepa_edge.models.inputs import InputSpec
+
+        if not isinstance(getattr(model, "input_spec", None), InputSpec):
+            return ["it has no input_spec (the fixed input shape its program is made for)"]
         return []
 
     @abstractmethod

@@ -270,11 +270,6 @@ def weight_consts(
 class CoreMLWeightOnly(SchemeImpl):
     """coremltools `linear_quantize_weights`: int8 symmetric per-channel weights, fp16 activations."""
 
-    def problems(self, model: nn.Module) -> list[str]:
-        if not isinstance(getattr(model, "input_spec", None), InputSpec):
-            return ["it has no input_spec (the fixed input shape the Core ML program is converted with)"]
-        return []
-
     def quantize(
         self,
         model: nn.Module,

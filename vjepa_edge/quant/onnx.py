@@ -295,11 +295,6 @@ def excluded_nodes(
 class OnnxStatic(SchemeImpl):
     """onnxruntime `quantize_static`, QDQ, per-channel int8 weights, calibrated uint8 activations."""
 
-    def problems(self, model: nn.Module) -> list[str]:
-        if not isinstance(getattr(model, "input_spec", None), InputSpec):
-            return ["it has no input_spec (the fixed input shape the ONNX program is exported with)"]
-        return []
-
     def quantize(
         self,
         model: nn.Module,

@@ -34,7 +34,7 @@ class _TorchaoScheme(SchemeImpl):
                 f"{self.scheme.name} quantizes nn.Linear layers only and {type(model).__name__} has none "
                 "(a convolutional backbone would stay float); use a PT2E scheme such as xnnpack-int8"
             ]
-        return []
+        return super().problems(model)
 
     def quantize(
         self,
