@@ -46,6 +46,22 @@ def fail(error: VjepaEdgeError, *, as_json: bool = False) -> NoReturn:
     raise typer.Exit(1)
 
 
+def check_counts(*options: tuple[str, int | None, int], hint: str = "") -> None:
+    """Integer options (flag, value, limit) that must be positive and at most `limit` (None: not given), checked
+    before any work; every problem in one ConfigError."""
+    from vjepa_edge.config import check_count
+    from vjepa_edge.errors import ConfigError
+
+    p: list[str] = []
+    for flag, value, limit in options:
+        if value is not None:
+            check_count(flag, value, p, maximum=limit)
+    if p:
+        raise ConfigError.of(
+            p, title="invalid options", hint=hint or "run the command with --help to see what it accepts"
+        )
+
+
 def emit_json(obj: Any) -> None:
     """One line of strict JSON on stdout (NaN and infinities become null)."""
     from vjepa_edge.runinfo import finite_json

@@ -10,8 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, command, console, err_console
-from vjepa_edge.errors import ConfigError, DataError
+from vjepa_edge.cli._common import JsonOpt, check_counts, command, console, err_console
+from vjepa_edge.errors import DataError
 
 app = typer.Typer(no_args_is_help=True, help="Inspect and preview clip sources: physics, a folder, a CSV or a video.")
 
@@ -104,7 +104,7 @@ def info(
     from vjepa_edge.data.sources import PHYSICS, check_source, describe_source
 
     spec = _spec(frames, size, fps, frame_step)
-    _counts(("--clips", clips, 1_000_000))
+    check_counts(("--clips", clips, 1_000_000))
     check_source(source)
     with _progress() as bar:
         task = bar.add_task("reading" if source != PHYSICS else "simulating", total=None)
@@ -120,17 +120,6 @@ def info(
             hint="check the files with `ffprobe`, or point SOURCE at another folder or CSV",
         )
     return summary
-
-
-def _counts(*options: tuple[str, int, int]) -> None:
-    """Integer options that must be positive and at most a sane limit, checked before any work."""
-    from vjepa_edge.config import check_count
-
-    p: list[str] = []
-    for flag, value, limit in options:
-        check_count(flag, value, p, maximum=limit)
-    if p:
-        raise ConfigError.of(p, title="invalid options", hint="run the command with --help to see what it accepts")
 
 
 def _physics_rows(count: int, spec, seed: int, voe: bool) -> list[tuple[Any, str]]:
@@ -195,7 +184,7 @@ def preview(
     from vjepa_edge.paths import ensure, out_file_problems
 
     spec = _spec(frames, size, fps, frame_step)
-    _counts(("--clips", clips, 256), ("--columns", columns, 64))
+    check_counts(("--clips", clips, 256), ("--columns", columns, 64))
     ensure(out_file_problems(out, suffixes=tuple(IMAGE_FORMATS)), hint="pass --out NAME.png (or .jpg, .webp)")
     if voe and source != PHYSICS:
         raise DataError("--voe needs the physics source", hint="run `vjepa-edge data preview physics --voe`")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vjepa_edge.cli._common import JsonOpt, command, console
+from vjepa_edge.cli._common import JsonOpt, check_counts, command, console
 from vjepa_edge.errors import ConfigError
 
 app = typer.Typer(no_args_is_help=True, help="Pretrain V-JEPA teachers and inspect teacher checkpoints.")
@@ -54,14 +54,10 @@ def _render(info: dict[str, Any]) -> None:
 
 def _input_options(frames: int | None, size: int | None, heads: int | None = None) -> None:
     """--frames / --size / --heads: positive and within what a model can take, or one error before loading."""
-    from vjepa_edge.config import MAX_FRAMES, MAX_SIZE, check_count
+    from vjepa_edge.config import MAX_FRAMES, MAX_SIZE
 
-    p: list[str] = []
-    for flag, value, limit in (("--frames", frames, MAX_FRAMES), ("--size", size, MAX_SIZE), ("--heads", heads, 4096)):
-        if value is not None:
-            check_count(flag, value, p, maximum=limit)
-    if p:
-        raise ConfigError.of(p, title="invalid options", hint=_INPUT_HINT)
+    options = (("--frames", frames, MAX_FRAMES), ("--size", size, MAX_SIZE), ("--heads", heads, 4096))
+    check_counts(*options, hint=_INPUT_HINT)
 
 
 _INPUT_HINT = "leave --frames and --size out to use the file's own input (or its size's default)"
