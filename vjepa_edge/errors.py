@@ -62,3 +62,7 @@ class TrainingError(VjepaEdgeError):
 
 class CacheError(DataError):
     """A teacher-feature cache that cannot be used: a corrupt or missing shard, or a manifest of another key."""
+
+
+class VerificationError(VjepaEdgeError):
+    """An exported artifact that does not compute what the student computes (out of tolerance, or broken)."""

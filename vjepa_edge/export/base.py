@@ -1,0 +1,72 @@
+"""What every export target implements, so that `vjepa_edge.export.run` chains the same stages for all of them.
+
+A `TargetImpl` lowers a program (the fp32 ExportedProgram of the student, or the quantized program of the
+target's scheme) into a `Lowered` artifact, writes it to a path, runs it on clips where this machine can, checks
+its structure where it cannot, and describes what runs inside the backend's delegate.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from torch.export import ExportedProgram
+
+    from vjepa_edge.export.targets import Target
+    from vjepa_edge.models.inputs import InputSpec
+    from vjepa_edge.quant.base import QuantizedModel
+
+
+@dataclass
+class Lowered:
+    """A lowered artifact in memory: `artifact` is the backend's own object (an ExecutorchProgramManager, an ONNX
+    model's bytes, a Core ML MLModel); `graph` what the delegation report reads (an edge program, an ONNX proto)."""
+
+    artifact: Any
+    graph: Any = None
+    delegation: dict[str, Any] = field(default_factory=dict)  # filled where the graph changes after lowering
+    notes: list[str] = field(default_factory=list)
+
+
+class TargetImpl(ABC):
+    """The implementation of a registered `Target` (`Target.load()` makes one)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+
+    def check(self) -> None:
+        """Refuse before any work when this target cannot be made on this machine (a missing SDK)."""
+        return None
+
+    @abstractmethod
+    def lower(
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+    ) -> Lowered:
+        """Lower the student: `program` is its fp32 ExportedProgram at batch 1 (`model` the eager module it came
+        from), `quantized` the program of the target's scheme for int8 targets (None for float ones)."""
+
+    @abstractmethod
+    def write(self, lowered: Lowered, path: Path) -> None:
+        """Write the artifact to `path` (a temporary path beside the final one: the caller renames it)."""
+
+    def cannot_run(self) -> str | None:
+        """Why this machine cannot run the artifact (None: it can, and `run` computes its outputs)."""
+        return None if self.target.runs_here else f"{self.target.backend} does not run on this machine"
+
+    def run(self, path: Path, clips: Tensor) -> Tensor:
+        """Outputs [B, N, D] (float32) of the artifact at `path` on `clips` [B, C, T, H, W], one clip per call."""
+        raise NotImplementedError(self.cannot_run() or "")
+
+    @abstractmethod
+    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
+        """A structural check of the artifact at `path` (it loads, takes the spec's input, the backend holds the
+        graph); raises VerificationError when it fails, else returns what it checked."""
+
+    @abstractmethod
+    def delegation(self, lowered: Lowered, program: ExportedProgram) -> dict[str, Any]:
+        """What runs inside the backend and what outside (operators, partitions, FLOPs where counted)."""

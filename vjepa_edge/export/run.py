@@ -1,0 +1,312 @@
+"""`vjepa-edge export`: a student (a run folder or any file `load_vjepa` reads) -> a verified artifact of a target.
+
+Everything refusable is refused first: the target (registered; the error names the closest and every valid one),
+the scheme that feeds it, the options, what the target needs on this machine (the QNN SDK), the student and the
+output path (suffix, writable). Then the stages, each a small function below: export (torch.export at the
+student's InputSpec, batch 1), quantize (int8 targets: the program in RUN/quant/SCHEME/ when quantize wrote one,
+else `vjepa_edge.quant.run.quantize` with its defaults), lower (the backend's own partitioner or converter),
+serialize (to a temporary path beside the artifact), verify (numerically where this machine runs the artifact,
+structurally where it cannot) and publish (rename onto the artifact's path). An artifact out of tolerance is
+removed and nothing is written. The report (artifact, size, verification, delegation) is merged into
+`export_report.json` beside the artifact, under the target's name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor, nn
+
+from vjepa_edge.config import check_count
+from vjepa_edge.errors import ConfigError
+from vjepa_edge.export.targets import Target, check_target_scheme, get_target
+from vjepa_edge.runinfo import file_mode, write_json
+from vjepa_edge.runs import ResolvedModel, resolve_run_or_ckpt
+
+if TYPE_CHECKING:
+    from torch.export import ExportedProgram
+
+    from vjepa_edge.export.base import Lowered, TargetImpl
+    from vjepa_edge.models.inputs import InputSpec
+    from vjepa_edge.quant.base import QuantizedModel
+    from vjepa_edge.quant.run import QuantizeOptions
+
+log = logging.getLogger(__name__)
+
+REPORT = "export_report.json"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ExportOptions:
+    """What `vjepa-edge export` takes besides the student."""
+
+    target: str = "xnnpack-fp32"
+    scheme: str | None = None  # one of the target's schemes; None: its default
+    verify_clips: int = 8
+    quantize: QuantizeOptions | None = None  # for quantize when the run has no program (None: its defaults)
+
+    def problems(self) -> list[str]:
+        p: list[str] = []
+        check_count("--verify-clips", self.verify_clips, p, maximum=10_000)
+        return p
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    report: dict[str, Any]
+    files: list[Path] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- checks before compute
+
+
+def default_path(resolved: ResolvedModel, target: Target) -> Path:
+    """RUN/export/TARGET.SUFFIX, or runs/export/NAME/TARGET.SUFFIX for a bare checkpoint."""
+    name = f"{target.name}{target.suffix}"
+    if resolved.run is not None:
+        return resolved.run.export / name
+    return Path("runs") / "export" / resolved.path.stem.removesuffix(".safetensors") / name
+
+
+def out_problems(path: Path, target: Target) -> list[str]:
+    """Problems of the artifact path: the target's suffix, not a folder (but for a package), a writable folder.
+    An existing artifact is replaced."""
+    from vjepa_edge.paths import out_dir_problems
+
+    if path.suffix != target.suffix:
+        return [f"--out {path}: target {target.name} writes a {target.suffix} file, not {path.suffix or '(none)'!r}"]
+    if target.suffix != ".mlpackage" and path.is_dir():  # a package is a folder; other artifacts are files
+        return [f"--out {path} is a folder; a file name is expected"]
+    if target.suffix == ".mlpackage" and path.exists() and not path.is_dir():
+        return [f"--out {path} is a file; a Core ML package is a folder"]
+    return out_dir_problems(path.parent, flag=f"--out {path}: folder")
+
+
+def _refuse_model(model: nn.Module, target: Target) -> InputSpec:
+    from vjepa_edge.models.inputs import InputSpec
+
+    spec = getattr(model, "input_spec", None)
+    if not isinstance(spec, InputSpec):
+        raise ConfigError(
+            f"target {target.name!r} cannot export this student: it has no input_spec (the fixed input shape)",
+            hint="export a student of `vjepa-edge list students`",
+        )
+    return spec
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def export_stage(model: nn.Module, spec: InputSpec) -> ExportedProgram:
+    """The fp32 student exported at its deployment input (batch 1)."""
+    try:
+        return torch.export.export(model, spec.example_inputs(1))
+    except Exception as e:  # torch.export raises many kinds; all mean this student does not export
+        raise ConfigError(f"torch.export cannot export this student: {type(e).__name__}: {e}") from None
+
+
+def quantize_stage(
+    scheme: str, student: str | Path, resolved: ResolvedModel, spec: InputSpec, options: QuantizeOptions | None
+) -> QuantizedModel:
+    """The program of `scheme`: the one `vjepa-edge quantize` left in the run's quant folder, else a new one."""
+    from vjepa_edge.quant.run import REPORT as QUANT_REPORT
+    from vjepa_edge.quant.run import QuantizeOptions, default_out, quantize
+    from vjepa_edge.quant.schemes import get_scheme
+
+    folder = default_out(resolved) / scheme
+    if (folder / QUANT_REPORT).is_file():  # quantize writes its report after the program: a finished folder
+        log.info("using the %s program in %s", scheme, folder)
+        program = get_scheme(scheme).load().load(folder)
+    else:
+        log.info("no %s program in %s: quantizing with the scheme's defaults", scheme, folder)
+        opts = replace(options, scheme=scheme) if options is not None else QuantizeOptions(scheme=scheme)
+        program = quantize(student, opts, progress=False).program
+    made_for = getattr(program, "input_spec", None) or getattr(program, "spec", None)
+    if made_for is not None and made_for != spec:
+        raise ConfigError(
+            f"the {scheme} program in {folder} was made for another input ({made_for.shape(1)}, the student takes "
+            f"{spec.shape(1)})",
+            hint=f"quantize again: `vjepa-edge quantize {student} --scheme {scheme}`",
+        )
+    return program
+
+
+def serialize_stage(impl: TargetImpl, lowered: Lowered, path: Path) -> Path:
+    """The artifact written to a temporary path beside `path` (same folder: the rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
+    try:
+        impl.write(lowered, tmp)
+        if tmp.is_file():
+            os.chmod(tmp, file_mode())
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
+def verify_stage(
+    impl: TargetImpl,
+    tmp: Path,
+    lowered: Lowered,
+    model: nn.Module,
+    quantized: QuantizedModel | None,
+    clips: Tensor | None,
+) -> dict[str, Any]:
+    """Structure always; numbers where this machine runs the artifact. Raises VerificationError."""
+    from vjepa_edge.export.verify import check, compare, tolerance_dict
+
+    target = impl.target
+    spec = model.input_spec
+    result: dict[str, Any] = {"structure": impl.structure(tmp, lowered, spec)}
+    reason = impl.cannot_run()
+    if reason is not None or clips is None:
+        result.update(verified=False, skipped=reason or "no verification clips", clips=0)
+        log.warning("%s: numerical verification skipped: %s", target.name, result["skipped"])
+        return result
+    with torch.no_grad():
+        fp32 = model(clips)
+        same = fp32 if quantized is None else quantized(clips)
+    out = impl.run(tmp, clips)
+    vs_same, vs_fp32 = compare(out, same), compare(out, fp32)
+    check(target.precision, vs_same, vs_fp32, what=f"the {target.name} artifact")
+    result.update(
+        verified=True,
+        skipped=None,
+        clips=int(clips.shape[0]),
+        reference=f"{target.precision} student"
+        + (f" (scheme {quantized.scheme.name} run in torch)" if quantized is not None else ""),
+        vs_same_precision=vs_same,
+        vs_fp32=vs_fp32,
+        tolerance=tolerance_dict(target.precision),
+    )
+    return result
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Rename the verified artifact onto `path` (a package folder: an old one is moved aside first)."""
+    old = None
+    if path.is_dir():
+        old = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.old{path.suffix}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        _remove(old)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+def export(
+    student: str | Path, options: ExportOptions, *, out: str | Path | None = None, progress: bool = True
+) -> ExportResult:
+    """Export the student named by `student` (RUN_OR_CKPT) to `options.target`; see the module docstring."""
+    from vjepa_edge.models.checkpoint import load_vjepa
+    from vjepa_edge.paths import ensure
+    from vjepa_edge.quant.run import _run_settings  # the data source, fps and seed the student trained with
+
+    target = get_target(options.target)
+    scheme = check_target_scheme(target, options.scheme)
+    p = options.problems()
+    if p:
+        raise ConfigError.of(p, title="invalid export options", hint="see `vjepa-edge export --help`")
+    impl = target.load()
+    impl.check()
+    resolved = resolve_run_or_ckpt(student)
+    path = Path(out).expanduser() if out is not None else default_path(resolved, target)
+    ensure(out_problems(path, target), hint=f"pass --out FILE{target.suffix}, somewhere this user can write")
+    model = load_vjepa(resolved.path).encoder.eval()
+    spec = _refuse_model(model, target)
+
+    times: dict[str, float] = {}
+    t0 = time.perf_counter()
+    program = export_stage(model, spec)
+    times["export"] = time.perf_counter() - t0
+    quantized = None
+    if scheme is not None:
+        t = time.perf_counter()
+        quantized = quantize_stage(scheme, student, resolved, spec, options.quantize)
+        times["quantize"] = time.perf_counter() - t
+    t = time.perf_counter()
+    lowered = impl.lower(model, program, quantized, spec)
+    times["lower"] = time.perf_counter() - t
+    clips = None
+    if impl.cannot_run() is None:
+        _, fps, seed = _run_settings(resolved.run)
+        clips = _clips(spec, fps=fps, seed=seed, count=options.verify_clips)
+    t = time.perf_counter()
+    tmp = serialize_stage(impl, lowered, path)
+    times["serialize"] = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        verification = verify_stage(impl, tmp, lowered, model, quantized, clips)
+        times["verify"] = time.perf_counter() - t
+        size = _size(tmp)
+        publish(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    delegation = impl.delegation(lowered, program)
+    report = {
+        "target": target.name,
+        "backend": target.backend,
+        "precision": target.precision,
+        "scheme": scheme,
+        "student": str(resolved.path),
+        "input": spec.to_dict(),
+        "input_shape": list(spec.shape(1)),
+        "artifact": str(path),
+        "size_bytes": size,
+        "verification": verification,
+        "delegation": delegation,
+        "notes": lowered.notes,
+        "seconds": times,
+    }
+    report_path = write_report(path.parent / REPORT, report)
+    return ExportResult(path, report, [path, report_path])
+
+
+def _clips(spec: InputSpec, *, fps: float, seed: int, count: int) -> Tensor:
+    from vjepa_edge.export.verify import held_out_clips
+
+    return held_out_clips(spec.frames, spec.size, fps=fps, seed=seed, count=count)
+
+
+def write_report(path: Path, report: dict[str, Any]) -> Path:
+    """Merge `report` into the folder's export report under its target's name (one entry per target)."""
+    reports: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            reports = json.loads(path.read_text())
+        except (OSError, ValueError):
+            log.warning("%s was unreadable: it is replaced", path)
+        if not isinstance(reports, dict):
+            reports = {}
+    reports[report["target"]] = report
+    return write_json(path, reports)
+
+
+__all__ = ["ExportOptions", "ExportResult", "export"]
