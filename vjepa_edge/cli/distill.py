@@ -11,7 +11,7 @@ from rich.table import Table
 from vjepa_edge.cli._common import JsonOpt, command, console
 from vjepa_edge.errors import ConfigError
 
-LISTABLE = ("recipes", "students", "schemes")
+LISTABLE = ("recipes", "students", "schemes", "targets")
 
 
 def _overrides(teacher: Path | None, data: str | None) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def list_things(
     what: Annotated[str, typer.Argument(help=f"What to list: {', '.join(LISTABLE)}.")],
     json_out: JsonOpt = False,
 ) -> dict[str, Any]:
-    """List the registered recipes, students or quantization schemes."""
+    """List the registered recipes, students, quantization schemes or export targets."""
     if what not in LISTABLE:
         import difflib
 
@@ -109,7 +109,7 @@ def list_things(
             f"cannot list {what!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
             hint=f"choose one of: {', '.join(LISTABLE)}",
         )
-    return {what: {"recipes": _recipes, "students": _students, "schemes": _schemes}[what]()}
+    return {what: {"recipes": _recipes, "students": _students, "schemes": _schemes, "targets": _targets}[what]()}
 
 
 def _recipes() -> list[dict[str, Any]]:
@@ -160,4 +160,21 @@ def _schemes() -> list[dict[str, Any]]:
             "description": s.description,
         }
         for name, s in SCHEMES.items()
+    ]
+
+
+def _targets() -> list[dict[str, Any]]:
+    from vjepa_edge.export.targets import TARGETS
+
+    return [
+        {
+            "name": name,
+            "backend": t.backend,
+            "precision": t.precision,
+            "file": t.suffix,
+            "schemes": ", ".join(t.schemes) or "-",
+            "runs here": t.runs_here,
+            "description": t.description,
+        }
+        for name, t in TARGETS.items()
     ]

@@ -238,20 +238,8 @@ class RunConfig:
             raise ConfigError("invalid run", problems=p)
 
 
-# The names the export and profile stages will register. Until those registries exist a recipe's [deploy] target
-# and devices are checked against these lists; the scheme is checked against the quantization registry.
-PLANNED_TARGETS = (
-    "xnnpack-fp32",
-    "xnnpack-int8",
-    "coreml-fp16",
-    "coreml-int8",
-    "mlpackage-fp16",
-    "mlpackage-int8",
-    "onnx-fp32",
-    "onnx-int8",
-    "vulkan-fp32",
-    "qnn-int8",
-)
+# The names the profile stage will register. Until that registry exists a recipe's [deploy] devices are checked
+# against this list; the scheme and the target are checked against the quantization and export registries.
 PLANNED_DEVICES = ("quest3", "rayban_meta", "vision_pro", "iphone15pro", "galaxy_s24", "pixel8", "rpi5", "host")
 
 
@@ -276,10 +264,11 @@ class DeployConfig:
 
     def __post_init__(self) -> None:
         p: list[str] = []
+        from vjepa_edge.export.targets import list_targets
         from vjepa_edge.quant.schemes import list_schemes
 
         _known("scheme", self.scheme, tuple(list_schemes()), p)
-        _known("target", self.target, PLANNED_TARGETS, p)
+        _known("target", self.target, tuple(list_targets()), p)
         if not self.devices:
             p.append(f"devices: name at least one of {', '.join(PLANNED_DEVICES)}")
         for device in self.devices:
