@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from vjepa_edge.config import check_count
-from vjepa_edge.errors import ConfigError
+from vjepa_edge.errors import ConfigError, VerificationError
 from vjepa_edge.export.targets import Target, check_target_scheme, get_target
 from vjepa_edge.runinfo import file_mode, write_json
 from vjepa_edge.runs import ResolvedModel, resolve_run_or_ckpt
@@ -177,7 +177,10 @@ def verify_stage(
     with torch.no_grad():
         fp32 = model(clips)
         same = fp32 if quantized is None else quantized(clips)
-    out = impl.run(tmp, clips)
+    try:
+        out = impl.run(tmp, clips)
+    except Exception as e:  # the runtime's own errors: the artifact does not run
+        raise VerificationError(f"the {target.name} artifact does not run here: {type(e).__name__}: {e}") from None
     vs_same, vs_fp32 = compare(out, same), compare(out, fp32)
     check(target.precision, vs_same, vs_fp32, what=f"the {target.name} artifact")
     result.update(
