@@ -187,3 +187,18 @@ def test_cli_json_last_line(tmp_path: Path, run_folder: Path) -> None:
     assert r["verification"]["verified"] and r["verification"]["vs_fp32"]["max_rel_error"] <= 1e-4
     assert r["delegation"]["ops"] > 0
     assert json.loads((tmp_path / REPORT).read_text())["onnx-fp32"]["size_bytes"] == r["size_bytes"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("target", "scheme"), [("xnnpack-int8", "xnnpack-int8-dyn"), ("mlpackage-int8", "coreml-int8")]
+)
+def test_int8_targets_take_their_other_scheme(tmp_path: Path, run_folder: Path, target: str, scheme: str) -> None:
+    suffix = export_run.get_target(target).suffix
+    out = tmp_path / f"m{suffix}"
+    r = _export(run_folder, target, out=out, options={"scheme": scheme}).report
+    assert r["scheme"] == scheme and out.exists()
+    if target == "mlpackage-int8":  # the PT2E w8a8 program converted: quantize/dequantize ops in the ML program
+        assert r["delegation"]["by_type"]["quantize"] > 0
+    else:
+        assert r["verification"]["vs_fp32"]["cosine"] >= 0.995

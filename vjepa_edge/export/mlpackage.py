@@ -27,10 +27,14 @@ if TYPE_CHECKING:
 
 def _convert(program: ExportedProgram) -> Any:
     import coremltools as ct
+    import torch
 
+    # coremltools 9 has no converter for aten.alias (a full-range slice); a view of the same shape is the same
+    # tensor (as `vjepa_edge.quant.coreml.convert_fp16` does).
+    table = {torch.ops.aten.alias.default: lambda x: x.view(x.shape)}
     try:
         return ct.convert(
-            program.run_decompositions({}),
+            program.run_decompositions(table),
             convert_to="mlprogram",
             minimum_deployment_target=ct.target.iOS17,
             compute_precision=ct.precision.FLOAT16,
