@@ -27,7 +27,8 @@ def _render(r: dict[str, Any]) -> None:
     v = r["verification"]
     if v["verified"]:
         t.add_row(f"vs {v['reference']}", _figures(v["vs_same_precision"]))
-        t.add_row("vs fp32 student", _figures(v["vs_fp32"]))
+        if r["precision"] != "fp32":
+            t.add_row("vs fp32 student", _figures(v["vs_fp32"]))
         t.add_row("verified on", f"{v['clips']} held-out clips")
     else:
         t.add_row("verification", f"skipped: {v['skipped']}")
