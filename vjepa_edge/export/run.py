@@ -116,7 +116,13 @@ def export_stage(model: nn.Module, spec: InputSpec) -> ExportedProgram:
 
 
 def quantize_stage(
-    scheme: str, student: str | Path, resolved: ResolvedModel, spec: InputSpec, options: QuantizeOptions | None
+    scheme: str,
+    student: str | Path,
+    resolved: ResolvedModel,
+    spec: InputSpec,
+    options: QuantizeOptions | None,
+    *,
+    progress: bool = False,
 ) -> QuantizedModel:
     """The program of `scheme`: the one `vjepa-edge quantize` left in the run's quant folder, else a new one."""
     from vjepa_edge.quant.run import REPORT as QUANT_REPORT
@@ -130,7 +136,7 @@ def quantize_stage(
     else:
         log.info("no %s program in %s: quantizing with the scheme's defaults", scheme, folder)
         opts = replace(options, scheme=scheme) if options is not None else QuantizeOptions(scheme=scheme)
-        program = quantize(student, opts, progress=False).program
+        program = quantize(student, opts, progress=progress).program
     made_for = getattr(program, "input_spec", None) or getattr(program, "spec", None)
     if made_for is not None and made_for != spec:
         raise ConfigError(
@@ -251,7 +257,7 @@ def export(
     quantized = None
     if scheme is not None:
         t = time.perf_counter()
-        quantized = quantize_stage(scheme, student, resolved, spec, options.quantize)
+        quantized = quantize_stage(scheme, student, resolved, spec, options.quantize, progress=progress)
         times["quantize"] = time.perf_counter() - t
     t = time.perf_counter()
     lowered = impl.lower(model, program, quantized, spec)
