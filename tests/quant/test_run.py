@@ -56,7 +56,6 @@ def test_incompatible_schemes_are_refused_before_work(run_folder: Path) -> None:
     for args, needle in (
         (["--scheme", "xnnpack-int9"], "xnnpack-int8"),
         (["--scheme", "coreml-int8-wo", "--qat"], "--qat works with"),
-        (["--scheme", "xnnpack-int8", "--qat"], "not built yet"),
         (["--keep-float", "blocks.99.mlp.fc2"], "no layer named"),
         (["--calib-clips", "0"], "--calib-clips=0"),
     ):

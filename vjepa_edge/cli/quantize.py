@@ -27,6 +27,9 @@ def _render(r: dict[str, Any]) -> None:
     t.add_row("size fp32 -> int8", size)
     t.add_row("kept in float", ", ".join(r["kept_float"]) or "none")
     t.add_row("time to quantize", f"{r['quantize_seconds']:.1f} s")
+    if r.get("qat_finetune"):
+        q = r["qat_finetune"]
+        t.add_row("QAT fine-tune", f"{q['steps']} steps, loss {q['first_loss']:.4f} -> {q['final_loss']:.4f}")
     if r.get("note"):
         t.add_row("note", r["note"])
     console.print(t)
@@ -44,8 +47,13 @@ def quantize(
     student: Annotated[str, typer.Argument(help="RUN_OR_CKPT: a distill run folder, a student .safetensors, ...")],
     scheme: Annotated[str, typer.Option(help="Quantization scheme (`vjepa-edge list schemes`).")] = "xnnpack-int8",
     qat: Annotated[
-        bool, typer.Option("--qat", help="Fine-tune with fake quantization before converting (not built yet).")
+        bool,
+        typer.Option(
+            "--qat", help="Fine-tune with fake quantization (the run's distillation loss on its teacher-feature cache)."
+        ),
     ] = False,
+    qat_steps: Annotated[int, typer.Option(help="QAT fine-tune steps.")] = 60,
+    qat_lr: Annotated[float, typer.Option(help="QAT peak learning rate.")] = 2e-5,
     calib_clips: Annotated[int, typer.Option(help="Training clips that calibrate the activations.")] = 64,
     keep_float: Annotated[
         str | None, typer.Option(help="Keep layers in float: N (the N most sensitive) or names, comma-separated.")
@@ -63,6 +71,8 @@ def quantize(
     options = QuantizeOptions(
         scheme=scheme,
         qat=qat,
+        qat_steps=qat_steps,
+        qat_lr=qat_lr,
         calib_clips=calib_clips,
         keep_float=keep_float_option(keep_float),
         eval_train_clips=eval_train_clips,

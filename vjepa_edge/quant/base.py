@@ -70,8 +70,9 @@ class SchemeImpl(ABC):
         that calibrate activations (None for the others). `keep_float`: names of modules (as in
         `model.named_modules()`, e.g. "blocks.3.mlp.fc2") left in float."""
 
-    def prepare_qat(self, model: nn.Module) -> nn.Module:
-        """A trainable copy of `model` with fake quantization (for `--qat`); its forward takes the same clips."""
+    def prepare_qat(self, model: nn.Module, *, keep_float: Sequence[str] = ()) -> nn.Module:
+        """A trainable copy of `model` with fake quantization (for `--qat`); its forward takes the same clips.
+        `keep_float` modules get no fake quantization (and stay float after `convert_qat`)."""
         raise ConfigError(f"scheme {self.scheme.name!r} has no QAT path")
 
     def convert_qat(self, prepared: nn.Module) -> QuantizedModel:

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from vjepa_edge.config import check_count
 from vjepa_edge.data.config import ClipSpec
-from vjepa_edge.errors import ConfigError, NotBuiltError
+from vjepa_edge.errors import ConfigError
 from vjepa_edge.quant.base import QuantizedModel
 from vjepa_edge.quant.schemes import SCHEMES, Scheme, check_scheme
 from vjepa_edge.runinfo import write_json
@@ -48,15 +48,24 @@ class QuantizeOptions:
     eval_test_clips: int = 512
     batch_size: int = 8
     labels: tuple[str, ...] = ("event", "direction")
+    qat_steps: int = 60
+    qat_lr: float = 2e-5
 
     def problems(self) -> list[str]:
         p: list[str] = []
+        if self.qat:
+            p += self.qat_options().problems()
         check_count("--calib-clips", self.calib_clips, p, maximum=100_000)
         check_count("--eval-train-clips", self.eval_train_clips, p, minimum=2, maximum=1_000_000)
         check_count("--eval-test-clips", self.eval_test_clips, p, maximum=1_000_000)
         if isinstance(self.keep_float, int):
             check_count("--keep-float", self.keep_float, p, minimum=0, maximum=10_000)
         return p
+
+    def qat_options(self):
+        from vjepa_edge.quant.qat import QatOptions
+
+        return QatOptions(steps=self.qat_steps, lr=self.qat_lr)
 
 
 @dataclass
@@ -133,11 +142,6 @@ def quantize(
     if p:
         raise ConfigError.of(p, title="invalid quantize options", hint="see `vjepa-edge quantize --help`")
     scheme = check_scheme(options.scheme, qat=options.qat)
-    if options.qat:  # the schemes can prepare and convert; the fine-tune on the teacher-feature cache is not built
-        raise NotBuiltError(
-            "--qat is not built yet: the fine-tune that continues the distillation loss is missing",
-            hint="quantize without --qat (post-training quantization), or keep the most sensitive layers in float",
-        )
     impl = scheme.load()
     resolved = resolve_run_or_ckpt(student)
     model = load_vjepa(resolved.path).encoder.eval()
@@ -152,6 +156,11 @@ def quantize(
                 f"--keep-float: no layer named {', '.join(map(repr, unknown))}",
                 hint="the sensitivity table of a previous quant_report.json names the layers",
             )
+    qat_sources = None
+    if options.qat:  # the run's recipe, teacher-feature cache and projector: checked before any compute
+        from vjepa_edge.quant.qat import qat_sources as find_qat_sources
+
+        qat_sources = find_qat_sources(resolved.run, model)
 
     source, fps, seed = _run_settings(resolved.run)
     spec = model.input_spec
@@ -164,8 +173,16 @@ def quantize(
         "quantizing with %s (%s)%s", scheme.name, scheme.method, f", keeping {len(keep)} layers in float" * bool(keep)
     )
     t1 = time.perf_counter()
-    with task_bar("calibration", len(calib), enabled=progress and scheme.calibrated, unit="batches") as bar:
-        program = impl.quantize(model, calib if scheme.calibrated else None, keep_float=keep, progress=bar)
+    qat: dict[str, Any] | None = None
+    if qat_sources is not None:
+        from vjepa_edge.quant.qat import qat_finetune
+
+        qat_opts = options.qat_options()
+        with task_bar("QAT fine-tune", qat_opts.steps, enabled=progress, unit="steps") as bar:
+            program, qat = qat_finetune(impl, model, qat_sources, qat_opts, keep_float=keep, progress=bar)
+    else:
+        with task_bar("calibration", len(calib), enabled=progress and scheme.calibrated, unit="batches") as bar:
+            program = impl.quantize(model, calib if scheme.calibrated else None, keep_float=keep, progress=bar)
     seconds = time.perf_counter() - t1
     folder.mkdir(parents=True, exist_ok=True)
     files = program.save(folder)
@@ -178,7 +195,8 @@ def quantize(
         "qat": options.qat,
         "student": str(resolved.path),
         "input": spec.to_dict(),
-        "calibration_clips": sum(len(b) for b in calib) if scheme.calibrated else 0,
+        "calibration_clips": sum(len(b) for b in calib) if scheme.calibrated and qat is None else 0,
+        "qat_finetune": qat,
         "size_fp32_bytes": fp32_bytes,
         "size_int8_bytes": program.size_bytes,
         "size_ratio": program.size_bytes / fp32_bytes,

@@ -69,12 +69,14 @@ class TorchaoDynamic(_TorchaoScheme):
         # PerAxis(0): one scale per output channel, the XNNPACK-compatible 8da8w (edge-api fact 7).
         return Int8DynamicActivationIntxWeightConfig(weight_dtype=torch.int8, weight_granularity=PerAxis(0))
 
-    def prepare_qat(self, model: nn.Module) -> nn.Module:
+    def prepare_qat(self, model: nn.Module, *, keep_float: Sequence[str] = ()) -> nn.Module:
         from torchao.quantization import quantize_
         from torchao.quantization.qat import QATConfig
 
+        check_keep_float(model, keep_float)
         copied = copy.deepcopy(model)
-        quantize_(copied, QATConfig(self.config(), step="prepare"))
+        quantize_(copied, QATConfig(self.config(), step="prepare"), filter_fn=_linear_outside(keep_float))
+        copied.keep_float = tuple(keep_float)
         return copied.train()
 
     def convert_qat(self, prepared: nn.Module) -> QuantizedModel:
@@ -84,9 +86,10 @@ class TorchaoDynamic(_TorchaoScheme):
         spec = getattr(prepared, "input_spec", None)
         if not isinstance(spec, InputSpec):
             raise ConfigError(f"convert_qat takes the module prepare_qat made, got {type(prepared).__name__}")
+        kept = tuple(getattr(prepared, "keep_float", ()))
         prepared.eval()
-        quantize_(prepared, QATConfig(self.config(), step="convert"))
-        return ProgramModel(self.scheme, export_program(prepared, spec), spec)
+        quantize_(prepared, QATConfig(self.config(), step="convert"), filter_fn=_linear_outside(kept))
+        return ProgramModel(self.scheme, export_program(prepared, spec), spec, kept)
 
 
 class TorchaoWeightOnly(_TorchaoScheme):
