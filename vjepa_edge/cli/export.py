@@ -16,13 +16,19 @@ def _figures(v: dict[str, Any]) -> str:
 
 
 def _render(r: dict[str, Any]) -> None:
-    t = Table(title=f"{r['target']}: {r['artifact']}", title_justify="left", show_header=False)
+    part = r.get("part", "encoder")
+    title = r["target"] if part == "encoder" else f"{part} {r['target']}"
+    t = Table(title=f"{title}: {r['artifact']}", title_justify="left", show_header=False)
     t.add_column(style="bold")
     t.add_column()
     t.add_row(
         "backend / precision", f"{r['backend']} / {r['precision']}" + (f" (scheme {r['scheme']})" * bool(r["scheme"]))
     )
-    t.add_row("input", "x".join(map(str, r["input_shape"])))
+    t.add_row("inputs", ", ".join(f"{name} {'x'.join(map(str, shape))}" for name, shape in r["inputs"].items()))
+    if "predictor" in r:
+        p = r["predictor"]
+        t.add_row("context", f"{p['context']}: {p['context_tokens']} context tokens -> {p['target_tokens']} targets")
+        t.add_row("output", "x".join(map(str, p["output_shape"])) + " (teacher-space features)")
     t.add_row("size", f"{r['size_bytes'] / 1e6:.2f} MB")
     v = r["verification"]
     if v["verified"]:
@@ -59,11 +65,25 @@ def export(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Artifact to write (default RUN/export/TARGET.SUFFIX).")] = None,
     verify_clips: Annotated[int, typer.Option(help="Held-out clips the artifact is verified on.")] = 8,
+    part: Annotated[
+        str,
+        typer.Option(
+            help="What to export: encoder (clip -> tokens) or predictor (a masked distill run's predictor + "
+            "projector: context tokens and indices -> predicted teacher features)."
+        ),
+    ] = "encoder",
+    context: Annotated[
+        str,
+        typer.Option(
+            help="Predictor context choice, fixing its token counts: first-half (the first half of the time steps "
+            "predicts the rest) or all-but-last."
+        ),
+    ] = "first-half",
     json_out: JsonOpt = False,
 ) -> dict[str, Any]:
-    """Export a student to a target's artifact, verified against eager before it is written."""
+    """Export a student (or its predictor) to a target's artifact, verified against eager before it is written."""
     from vjepa_edge.export.run import ExportOptions
     from vjepa_edge.export.run import export as run_export
 
-    options = ExportOptions(target=target, scheme=scheme, verify_clips=verify_clips)
+    options = ExportOptions(target=target, scheme=scheme, verify_clips=verify_clips, part=part, context=context)
     return run_export(student, options, out=out, progress=not json_out).report

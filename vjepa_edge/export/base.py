@@ -1,18 +1,23 @@
 """What every export target implements, so that `vjepa_edge.export.run` chains the same stages for all of them.
 
-A `TargetImpl` lowers a program (the fp32 ExportedProgram of the student, or the quantized program of the
-target's scheme) into a `Lowered` artifact, writes it to a path, runs it on clips where this machine can, checks
-its structure where it cannot, and describes what runs inside the backend's delegate.
+A `TargetImpl` lowers a program (the fp32 ExportedProgram of the exported part, the student encoder or its
+predictor, or the quantized program of the target's scheme) into a `Lowered` artifact, writes it to a path, runs
+it on inputs where this machine can, checks its structure where it cannot, and describes what runs inside the
+backend's delegate. A `Signature` says what the artifact takes (one clip for the encoder; tokens and indices for
+the predictor).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
+
+from vjepa_edge.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
@@ -20,6 +25,30 @@ if TYPE_CHECKING:
     from vjepa_edge.export.targets import Target
     from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The inputs of an artifact at batch 1: their names and an example of each (shape and dtype). `spec`: the
+    clip contract of an encoder (None for a part that takes no clip, the predictor)."""
+
+    names: tuple[str, ...]
+    example: tuple[Tensor, ...]
+    spec: InputSpec | None = None
+
+    @classmethod
+    def of_spec(cls, spec: InputSpec) -> Signature:
+        return cls(("clip",), spec.example_inputs(1), spec)
+
+    @property
+    def shapes(self) -> list[list[int]]:
+        return [list(t.shape) for t in self.example]
+
+    def example_inputs(self, batch: int = 1) -> tuple[Tensor, ...]:
+        """As `InputSpec.example_inputs`, so exporters that take a spec take a signature too (batch 1 only)."""
+        if batch != 1:
+            raise ConfigError(f"an artifact's signature is fixed at batch 1, not {batch}")
+        return self.example
 
 
 @dataclass
@@ -36,6 +65,8 @@ class Lowered:
 class TargetImpl(ABC):
     """The implementation of a registered `Target` (`Target.load()` makes one)."""
 
+    parts: tuple[str, ...] = ("encoder",)  # the parts (`vjepa_edge.export.parts`) this target exports
+
     def __init__(self, target: Target) -> None:
         self.target = target
 
@@ -45,9 +76,9 @@ class TargetImpl(ABC):
 
     @abstractmethod
     def lower(
-        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
-        """Lower the student: `program` is its fp32 ExportedProgram at batch 1 (`model` the eager module it came
+        """Lower the part: `program` is its fp32 ExportedProgram at batch 1 (`model` the eager module it came
         from), `quantized` the program of the target's scheme for int8 targets (None for float ones)."""
 
     @abstractmethod
@@ -58,14 +89,15 @@ class TargetImpl(ABC):
         """Why this machine cannot run the artifact (None: it can, and `run` computes its outputs)."""
         return None if self.target.runs_here else f"{self.target.backend} does not run on this machine"
 
-    def run(self, path: Path, clips: Tensor) -> Tensor:
-        """Outputs [B, N, D] (float32) of the artifact at `path` on `clips` [B, C, T, H, W], one clip per call."""
+    def run(self, path: Path, inputs: Sequence[tuple[Tensor, ...]]) -> Tensor:
+        """Outputs (float32) of the artifact at `path`, one call per input tuple (batch 1 each), concatenated
+        along the batch: [len(inputs), N, D]."""
         raise NotImplementedError(self.cannot_run() or "")
 
     @abstractmethod
-    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
-        """A structural check of the artifact at `path` (it loads, takes the spec's input, the backend holds the
-        graph); raises VerificationError when it fails, else returns what it checked."""
+    def structure(self, path: Path, lowered: Lowered, signature: Signature) -> dict[str, Any]:
+        """A structural check of the artifact at `path` (it loads, takes the signature's inputs, the backend holds
+        the graph); raises VerificationError when it fails, else returns what it checked."""
 
     @abstractmethod
     def delegation(self, lowered: Lowered, program: ExportedProgram) -> dict[str, Any]:

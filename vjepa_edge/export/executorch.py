@@ -19,12 +19,13 @@ import torch
 from torch import Tensor, nn
 
 from vjepa_edge.errors import ConfigError, VerificationError
-from vjepa_edge.export.base import Lowered, TargetImpl
+from vjepa_edge.export.base import Lowered, Signature, TargetImpl
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from torch.export import ExportedProgram
 
-    from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
 
 log = logging.getLogger(__name__)
@@ -84,12 +85,14 @@ def registered_backends() -> list[str]:
 class PteTarget(TargetImpl):
     """A .pte with one delegate: XNNPACK, Core ML or Vulkan."""
 
+    parts = ("encoder", "predictor")
+
     @property
     def backend_id(self) -> str:
         return BACKEND_IDS[self.target.backend]
 
     def lower(
-        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         source = program
         if quantized is not None:
@@ -114,18 +117,18 @@ class PteTarget(TargetImpl):
             f"{self.target.backend} .pte files are made on Linux and run on their devices"
         )
 
-    def run(self, path: Path, clips: Tensor) -> Tensor:
+    def run(self, path: Path, inputs: Sequence[tuple[Tensor, ...]]) -> Tensor:
         from executorch.runtime import Runtime
 
         if self.target.precision == "int8":
             import executorch.kernels.quantized  # noqa: F401  q/dq kernels for ops left outside the delegate
         method = Runtime.get().load_program(Path(path)).load_method("forward")
-        outs = [method.execute([clips[i : i + 1].contiguous().float()])[0] for i in range(clips.shape[0])]
+        outs = [method.execute([t.contiguous() for t in args])[0] for args in inputs]
         return torch.cat([o.float() for o in outs])
 
-    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
-        """The file parses as an ExecuTorch program taking the spec's input, and the delegate holds the graph:
-        at least one partition of the target's backend, no other backend."""
+    def structure(self, path: Path, lowered: Lowered, signature: Signature) -> dict[str, Any]:
+        """The file parses as an ExecuTorch program taking the signature's inputs, and the delegate holds the
+        graph: at least one partition of the target's backend, no other backend."""
         from executorch.exir.backend.utils import get_delegates
         from executorch.runtime import Runtime
 
@@ -133,18 +136,16 @@ class PteTarget(TargetImpl):
             meta = Runtime.get().load_program(Path(path)).metadata("forward")
         except Exception as e:  # a truncated or foreign file
             raise VerificationError(f"{path} is not a loadable ExecuTorch program: {e}") from None
-        sizes = list(meta.input_tensor_meta(0).sizes())
-        if meta.num_inputs() != 1 or tuple(sizes) != spec.shape(1):
-            raise VerificationError(
-                f"{path} takes {meta.num_inputs()} inputs of {sizes}, not one of {list(spec.shape(1))}"
-            )
+        sizes = [list(meta.input_tensor_meta(i).sizes()) for i in range(meta.num_inputs())]
+        if sizes != signature.shapes:
+            raise VerificationError(f"{path} takes inputs of shapes {sizes}, not {signature.shapes}")
         gm = lowered.graph
         ids = [getattr(gm, call.target).backend_id for call in get_delegates(gm.graph)]
         if not ids or set(ids) != {self.backend_id}:
             raise VerificationError(
                 f"{path}: the {self.backend_id} delegate holds none of the graph (delegates: {ids or 'none'})"
             )
-        return {"input": sizes, "partitions": len(ids), "backend": self.backend_id}
+        return {"input": sizes[0] if len(sizes) == 1 else sizes, "partitions": len(ids), "backend": self.backend_id}
 
     def delegation(self, lowered: Lowered, program: ExportedProgram) -> dict[str, Any]:
         return lowered.delegation

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from vjepa_edge.errors import ConfigError, VerificationError
-from vjepa_edge.export.base import Lowered, TargetImpl
+from vjepa_edge.export.base import Lowered, Signature, TargetImpl
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
-    from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
 
 
@@ -59,12 +58,12 @@ class MlPackageTarget(TargetImpl):
     """A .mlpackage folder for Core ML."""
 
     def lower(
-        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         if quantized is None:
             from vjepa_edge.quant.coreml import convert_fp16
 
-            mlmodel, _ = convert_fp16(model, spec)
+            mlmodel, _ = convert_fp16(model, signature.spec)
         elif getattr(quantized, "mlmodel", None) is not None:  # coreml-int8-wo: coremltools made the package
             mlmodel = quantized.mlmodel
         elif getattr(quantized, "program", None) is not None:  # coreml-int8: a PT2E program
@@ -84,7 +83,7 @@ class MlPackageTarget(TargetImpl):
 
         return NOT_MACOS
 
-    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
+    def structure(self, path: Path, lowered: Lowered, signature: Signature) -> dict[str, Any]:
         import coremltools as ct
 
         try:
@@ -94,8 +93,8 @@ class MlPackageTarget(TargetImpl):
         pb = loaded.get_spec()
         inputs = pb.description.input
         shape = list(inputs[0].type.multiArrayType.shape) if inputs else []
-        if len(inputs) != 1 or tuple(shape) != spec.shape(1):
-            raise VerificationError(f"{path} takes {len(inputs)} inputs of {shape}, not one of {list(spec.shape(1))}")
+        if [shape] * len(inputs) != signature.shapes:
+            raise VerificationError(f"{path} takes {len(inputs)} inputs of {shape}, not {signature.shapes}")
         ops = mil_ops(pb)
         if not any(op in ops for op in ("linear", "matmul", "conv")):
             raise VerificationError(f"{path}: its ML program holds no linear, matmul or conv operation")

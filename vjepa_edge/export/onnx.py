@@ -12,12 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from vjepa_edge.errors import ConfigError, VerificationError
-from vjepa_edge.export.base import Lowered, TargetImpl
+from vjepa_edge.export.base import Lowered, Signature, TargetImpl
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from torch.export import ExportedProgram
 
-    from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
 
 
@@ -34,8 +35,10 @@ def session(path: Path) -> Any:
 class OnnxTarget(TargetImpl):
     """An .onnx file for ONNX Runtime."""
 
+    parts = ("encoder", "predictor")
+
     def lower(
-        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         import onnx
 
@@ -48,7 +51,8 @@ class OnnxTarget(TargetImpl):
 
         with tempfile.TemporaryDirectory(prefix="vjepa-edge-onnx-") as tmp:
             path = Path(tmp) / "model.onnx"
-            proto, _ = export_fp32(model, spec, path)
+            # the encoder's InputSpec, or the signature itself (it makes example inputs as a spec does)
+            proto, _ = export_fp32(model, signature.spec or signature, path)
             return Lowered(path.read_bytes(), proto)
 
     def write(self, lowered: Lowered, path: Path) -> None:
@@ -57,24 +61,26 @@ class OnnxTarget(TargetImpl):
     def cannot_run(self) -> str | None:
         return None
 
-    def run(self, path: Path, clips: Tensor) -> Tensor:
+    def run(self, path: Path, inputs: Sequence[tuple[Tensor, ...]]) -> Tensor:
         sess = session(path)
-        name = sess.get_inputs()[0].name
-        x = clips.detach().to("cpu", torch.float32).numpy()
-        outs = [sess.run(None, {name: np.ascontiguousarray(x[i : i + 1])})[0] for i in range(len(x))]
+        names = [i.name for i in sess.get_inputs()]
+        outs = []
+        for args in inputs:
+            feed = {n: np.ascontiguousarray(t.detach().cpu().numpy()) for n, t in zip(names, args, strict=True)}
+            outs.append(sess.run(None, feed)[0])
         return torch.from_numpy(np.concatenate(outs)).float()
 
-    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
+    def structure(self, path: Path, lowered: Lowered, signature: Signature) -> dict[str, Any]:
         import onnx
 
         try:
             onnx.checker.check_model(str(path))
         except Exception as e:
             raise VerificationError(f"{path} is not a valid ONNX model: {e}") from None
-        dims = [d.dim_value for d in lowered.graph.graph.input[0].type.tensor_type.shape.dim]
-        if tuple(dims) != spec.shape(1):
-            raise VerificationError(f"{path} takes {dims}, not {list(spec.shape(1))}")
-        return {"input": dims}
+        dims = [[d.dim_value for d in i.type.tensor_type.shape.dim] for i in lowered.graph.graph.input]
+        if dims != signature.shapes:
+            raise VerificationError(f"{path} takes inputs of shapes {dims}, not {signature.shapes}")
+        return {"input": dims[0] if len(dims) == 1 else dims}
 
     def delegation(self, lowered: Lowered, program: ExportedProgram) -> dict[str, Any]:
         from vjepa_edge.export.delegation import onnx_ops

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from vjepa_edge.errors import ConfigError, NotBuiltError
-from vjepa_edge.export.base import Lowered, TargetImpl
+from vjepa_edge.export.base import Lowered, Signature, TargetImpl
 
 if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
-    from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
 
 SDK_VERSION = "2.37.0.250724"  # executorch 1.5.1's backends/qualcomm/scripts/download_qnn_sdk.py
@@ -63,7 +62,7 @@ class QnnTarget(TargetImpl):
         )
 
     def lower(
-        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, spec: InputSpec
+        self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         self.check()
         raise AssertionError("unreachable: check() refuses")
@@ -71,7 +70,7 @@ class QnnTarget(TargetImpl):
     def write(self, lowered: Lowered, path: Path) -> None:
         raise AssertionError("unreachable: check() refuses")
 
-    def structure(self, path: Path, lowered: Lowered, spec: InputSpec) -> dict[str, Any]:
+    def structure(self, path: Path, lowered: Lowered, signature: Signature) -> dict[str, Any]:
         raise AssertionError("unreachable: check() refuses")
 
     def delegation(self, lowered: Lowered, program: ExportedProgram) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 Everything refusable is refused first: the target (registered; the error names the closest and every valid one),
 the scheme that feeds it, the options, what the target needs on this machine (the QNN SDK), the student and the
-output path (suffix, writable). Then the stages, each a small function below: export (torch.export at the
+output path (suffix, writable), and for `--part predictor` the run's predictor (a masked distill run with a
+checkpoint; `vjepa_edge.export.parts`). Then the stages, each a small function below: export (torch.export at the
 student's InputSpec, batch 1), quantize (int8 targets: the program in RUN/quant/SCHEME/ when quantize wrote one,
 else `vjepa_edge.quant.run.quantize` with its defaults), lower (the backend's own partitioner or converter),
 serialize (to a temporary path beside the artifact), verify (numerically where this machine runs the artifact,
 structurally where it cannot) and publish (rename onto the artifact's path). An artifact out of tolerance is
 removed and nothing is written. The report (artifact, size, verification, delegation) is merged into
-`export_report.json` beside the artifact, under the target's name.
+`export_report.json` beside the artifact, under the target's name (`predictor-TARGET` for the predictor).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from torch.export import ExportedProgram
 
     from vjepa_edge.export.base import Lowered, TargetImpl
+    from vjepa_edge.export.parts import Part
     from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.base import QuantizedModel
     from vjepa_edge.quant.run import QuantizeOptions
@@ -53,10 +55,17 @@ class ExportOptions:
     scheme: str | None = None  # one of the target's schemes; None: its default
     verify_clips: int = 8
     quantize: QuantizeOptions | None = None  # for quantize when the run has no program (None: its defaults)
+    part: str = "encoder"  # `vjepa_edge.export.parts.PARTS`
+    context: str = "first-half"  # the predictor's context choice (`vjepa_edge.export.parts.CONTEXTS`)
 
     def problems(self) -> list[str]:
+        from vjepa_edge.export.parts import PARTS, context_problems
+
         p: list[str] = []
         check_count("--verify-clips", self.verify_clips, p, maximum=10_000)
+        if self.part not in PARTS:
+            p.append(f"--part {self.part!r}: one of {', '.join(PARTS)}")
+        p += context_problems(self.context)
         return p
 
 
@@ -70,9 +79,15 @@ class ExportResult:
 # ----------------------------------------------------------------------------- checks before compute
 
 
-def default_path(resolved: ResolvedModel, target: Target) -> Path:
-    """RUN/export/TARGET.SUFFIX, or runs/export/NAME/TARGET.SUFFIX for a bare checkpoint."""
-    name = f"{target.name}{target.suffix}"
+def report_key(target: Target, part: str) -> str:
+    """The artifact's name without suffix and its entry in export_report.json: TARGET, or PART-TARGET."""
+    return target.name if part == "encoder" else f"{part}-{target.name}"
+
+
+def default_path(resolved: ResolvedModel, target: Target, part: str = "encoder") -> Path:
+    """RUN/export/TARGET.SUFFIX (PART-TARGET.SUFFIX but for the encoder), or runs/export/NAME/... for a bare
+    checkpoint."""
+    name = f"{report_key(target, part)}{target.suffix}"
     if resolved.run is not None:
         return resolved.run.export / name
     return Path("runs") / "export" / resolved.path.stem.removesuffix(".safetensors") / name
@@ -92,6 +107,11 @@ def out_problems(path: Path, target: Target) -> list[str]:
     return out_dir_problems(path.parent, flag=f"--out {path}: folder")
 
 
+def _refuse(problems: list[str], *, hint: str) -> None:
+    if problems:
+        raise ConfigError(problems[0] if len(problems) == 1 else "; ".join(problems), hint=hint)
+
+
 def _refuse_model(model: nn.Module, target: Target) -> InputSpec:
     from vjepa_edge.models.inputs import InputSpec
 
@@ -107,10 +127,10 @@ def _refuse_model(model: nn.Module, target: Target) -> InputSpec:
 # ----------------------------------------------------------------------------- the stages
 
 
-def export_stage(model: nn.Module, spec: InputSpec) -> ExportedProgram:
-    """The fp32 student exported at its deployment input (batch 1)."""
+def export_stage(model: nn.Module, example: tuple[Tensor, ...]) -> ExportedProgram:
+    """The fp32 part exported at its deployment inputs (batch 1)."""
     try:
-        return torch.export.export(model, spec.example_inputs(1))
+        return torch.export.export(model, example)
     except Exception as e:  # torch.export raises many kinds; all mean this student does not export
         raise ConfigError(f"torch.export cannot export this student: {type(e).__name__}: {e}") from None
 
@@ -165,7 +185,7 @@ def verify_stage(
     impl: TargetImpl,
     tmp: Path,
     lowered: Lowered,
-    model: nn.Module,
+    part: Part,
     quantized: QuantizedModel | None,
     clips: Tensor | None,
 ) -> dict[str, Any]:
@@ -173,18 +193,18 @@ def verify_stage(
     from vjepa_edge.export.verify import check, compare, tolerance_dict
 
     target = impl.target
-    spec = model.input_spec
-    result: dict[str, Any] = {"structure": impl.structure(tmp, lowered, spec)}
+    result: dict[str, Any] = {"structure": impl.structure(tmp, lowered, part.signature)}
     reason = impl.cannot_run()
     if reason is not None or clips is None:
         result.update(verified=False, skipped=reason or "no verification clips", clips=0)
         log.warning("%s: numerical verification skipped: %s", target.name, result["skipped"])
         return result
+    inputs = part.inputs(clips)
     with torch.no_grad():
-        fp32 = model(clips)
-        same = fp32 if quantized is None else quantized(clips)
+        fp32 = torch.cat([part.reference(*args) for args in inputs])
+        same = fp32 if quantized is None else quantized(clips)  # int8: the encoder alone (parts.part_problems)
     try:
-        out = impl.run(tmp, clips)
+        out = impl.run(tmp, inputs)
     except Exception as e:  # the runtime's own errors: the artifact does not run
         raise VerificationError(f"the {target.name} artifact does not run here: {type(e).__name__}: {e}") from None
     vs_same, vs_fp32 = compare(out, same), compare(out, fp32)
@@ -193,7 +213,7 @@ def verify_stage(
         verified=True,
         skipped=None,
         clips=int(clips.shape[0]),
-        reference=f"{target.precision} student"
+        reference=f"{target.precision} {'student' if part.name == 'encoder' else part.name}"
         + (f" (scheme {quantized.scheme.name} run in torch)" if quantized is not None else ""),
         vs_same_precision=vs_same,
         vs_fp32=vs_fp32,
@@ -233,6 +253,8 @@ def export(
     student: str | Path, options: ExportOptions, *, out: str | Path | None = None, progress: bool = True
 ) -> ExportResult:
     """Export the student named by `student` (RUN_OR_CKPT) to `options.target`; see the module docstring."""
+    from vjepa_edge.distill.head import head_problems
+    from vjepa_edge.export.parts import encoder_part, part_problems, predictor_part
     from vjepa_edge.models.checkpoint import load_vjepa
     from vjepa_edge.paths import ensure
     from vjepa_edge.quant.run import _run_settings  # the data source, fps and seed the student trained with
@@ -243,16 +265,23 @@ def export(
     if p:
         raise ConfigError.of(p, title="invalid export options", hint="see `vjepa-edge export --help`")
     impl = target.load()
+    _refuse(part_problems(options.part, target, impl), hint="export the predictor to xnnpack-fp32 or onnx-fp32")
     impl.check()
     resolved = resolve_run_or_ckpt(student)
-    path = Path(out).expanduser() if out is not None else default_path(resolved, target)
+    if options.part == "predictor":
+        _refuse(
+            head_problems(resolved.run, what="--part predictor", predictor=True),
+            hint='export the predictor of a run distilled with [loss] kind = "masked" (recipes/vit_s.toml)',
+        )
+    path = Path(out).expanduser() if out is not None else default_path(resolved, target, options.part)
     ensure(out_problems(path, target), hint=f"pass --out FILE{target.suffix}, somewhere this user can write")
     model = load_vjepa(resolved.path).encoder.eval()
     spec = _refuse_model(model, target)
+    part = encoder_part(model) if options.part == "encoder" else predictor_part(model, resolved, options.context)
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    program = export_stage(model, spec)
+    program = export_stage(part.module, part.signature.example)
     times["export"] = time.perf_counter() - t0
     quantized = None
     if scheme is not None:
@@ -260,7 +289,7 @@ def export(
         quantized = quantize_stage(scheme, student, resolved, spec, options.quantize, progress=progress)
         times["quantize"] = time.perf_counter() - t
     t = time.perf_counter()
-    lowered = impl.lower(model, program, quantized, spec)
+    lowered = impl.lower(part.module, program, quantized, part.signature)
     times["lower"] = time.perf_counter() - t
     clips = None
     if impl.cannot_run() is None:
@@ -271,7 +300,7 @@ def export(
     times["serialize"] = time.perf_counter() - t
     try:
         t = time.perf_counter()
-        verification = verify_stage(impl, tmp, lowered, model, quantized, clips)
+        verification = verify_stage(impl, tmp, lowered, part, quantized, clips)
         times["verify"] = time.perf_counter() - t
         size = _size(tmp)
         publish(tmp, path)
@@ -279,14 +308,18 @@ def export(
         _remove(tmp)
         raise
     delegation = impl.delegation(lowered, program)
+    shapes = part.signature.shapes
     report = {
         "target": target.name,
+        "part": part.name,
         "backend": target.backend,
         "precision": target.precision,
         "scheme": scheme,
         "student": str(resolved.path),
         "input": spec.to_dict(),
-        "input_shape": list(spec.shape(1)),
+        "input_shape": shapes[0] if len(shapes) == 1 else shapes,
+        "inputs": dict(zip(part.signature.names, shapes, strict=True)),
+        **({"predictor": part.info} if part.info else {}),
         "artifact": str(path),
         "size_bytes": size,
         "verification": verification,
@@ -294,7 +327,7 @@ def export(
         "notes": lowered.notes,
         "seconds": times,
     }
-    report_path = write_report(path.parent / REPORT, report)
+    report_path = write_report(path.parent / REPORT, report, key=report_key(target, part.name))
     return ExportResult(path, report, [path, report_path])
 
 
@@ -304,8 +337,9 @@ def _clips(spec: InputSpec, *, fps: float, seed: int, count: int) -> Tensor:
     return held_out_clips(spec.frames, spec.size, fps=fps, seed=seed, count=count)
 
 
-def write_report(path: Path, report: dict[str, Any]) -> Path:
-    """Merge `report` into the folder's export report under its target's name (one entry per target)."""
+def write_report(path: Path, report: dict[str, Any], *, key: str | None = None) -> Path:
+    """Merge `report` into the folder's export report under `key` (default its target's name: one entry per
+    target and part)."""
     reports: dict[str, Any] = {}
     if path.is_file():
         try:
@@ -314,7 +348,7 @@ def write_report(path: Path, report: dict[str, Any]) -> Path:
             log.warning("%s was unreadable: it is replaced", path)
         if not isinstance(reports, dict):
             reports = {}
-    reports[report["target"]] = report
+    reports[key or report["target"]] = report
     return write_json(path, reports)
 
 
