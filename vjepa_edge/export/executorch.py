@@ -1,7 +1,9 @@
 """ExecuTorch .pte targets: XNNPACK, Core ML and Vulkan delegates, each with its own partitioner (passed through).
 
 `to_edge_transform_and_lower(program, partitioner=[...])` then `to_executorch()` (edge-api 1.1). The program is
-the student's fp32 ExportedProgram, or the quantized program of the target's PT2E scheme (`ProgramModel.program`).
+the student's fp32 ExportedProgram, or the quantized program of the target's PT2E scheme (`ProgramModel.program`);
+for XNNPACK the fp32 program is exported again from the model's export form (`vjepa_edge.models.deploy`: the same
+numbers, in operators XNNPACK delegates, so the delegate is one partition instead of one per LayerNorm and SDPA).
 Lowering can take over the program's constants (Core ML does), so a copy is lowered and the caller's program
 stays usable. The artifact runs in ExecuTorch's Python runtime where its backend is registered (the Linux wheel
 registers XNNPACK, QNN and OpenVINO, not Core ML or Vulkan: fact 9); quantized kernels are registered first
@@ -31,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BACKEND_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend", "vulkan": "VulkanBackend", "qnn": "QnnBackend"}
+# Backends whose fp32 program is exported from the model's export form (`vjepa_edge.models.deploy`: attention as 3-D
+# bmm, LayerNorm in elementwise ops), which XNNPACK delegates whole. Core ML keeps SDPA and layer_norm whole itself.
+EXPORT_FORM_BACKENDS = ("xnnpack",)
 
 
 def partitioner(backend: str) -> Any:
@@ -76,6 +81,20 @@ def lower_program(program: ExportedProgram, backend: str, fp32: ExportedProgram 
     return Lowered(program_manager, graph, delegation)
 
 
+def export_form_program(model: nn.Module, program: ExportedProgram) -> ExportedProgram:
+    """`model` in export form (`vjepa_edge.models.deploy.deploy_form`, the same numbers) exported at the example
+    inputs of its training-form `program`."""
+    from vjepa_edge.models.deploy import deploy_form
+
+    args, kwargs = program.example_inputs or ((), {})
+    try:
+        return torch.export.export(deploy_form(model).eval(), args, kwargs)
+    except Exception as e:  # torch.export raises many kinds; all mean this export form does not export
+        raise ConfigError(
+            f"torch.export cannot export the export form of this model: {type(e).__name__}: {e}"
+        ) from None
+
+
 def registered_backends() -> list[str]:
     from executorch.runtime import Runtime
 
@@ -95,6 +114,8 @@ class PteTarget(TargetImpl):
         self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         source = program
+        if quantized is None and self.target.backend in EXPORT_FORM_BACKENDS:
+            source = export_form_program(model, program)
         if quantized is not None:
             source = getattr(quantized, "program", None)
             if source is None:

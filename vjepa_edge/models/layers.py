@@ -5,6 +5,8 @@
 - Attention goes through `scaled_dot_product_attention`; 3-D RoPE is applied from a precomputed cos/sin
   table with V-JEPA 2's tiled frequency layout, which the released weights depend on.
 - Nothing loops over the batch.
+- This is the training form. `vjepa_edge.models.deploy.deploy_form` gives the export form of a model built from these
+  layers (3-D bmm attention, LayerNorm in elementwise ops: one XNNPACK partition), with the same weights and numbers.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ class TubeletEmbed(nn.Module):
         B, C, T, H, W = x.shape
         t, p = self.tubelet_size, self.patch_size
         nt, nh, nw = T // t, H // p, W // p
-        x = x[:, :, : nt * t, : nh * p, : nw * p]  # Conv3d with stride == kernel drops the remainder too
+        if (nt * t, nh * p, nw * p) != (T, H, W):  # Conv3d with stride == kernel drops the remainder too
+            x = x[:, :, : nt * t, : nh * p, : nw * p]  # (only then: a full slice exports as a copy, `alias_copy`)
         # Fold (B, C, T') so that the 6-D view separates the in-tubelet offsets from the grid positions.
         x = x.reshape(B * C * nt, t, nh, p, nw, p)
         x = x.permute(0, 2, 4, 1, 3, 5)  # [B*C*T', H', W', t, p, p]
