@@ -26,8 +26,9 @@ def _can_write_in(folder: Path) -> bool:
         return False
 
 
-def _writable(path: Path, flag: str) -> list[str]:
-    base = _existing_ancestor(path.parent if not path.exists() else path)
+def _writable(path: Path, flag: str, *, folder: bool) -> list[str]:
+    """A folder is written into (itself, once it exists); a file is written (or replaced) in its parent."""
+    base = _existing_ancestor(path if folder else path.parent)
     if not base.is_dir():
         return [f"{flag} {path}: {base} is a file, so nothing can be created under it"]
     if not _can_write_in(base):
@@ -40,7 +41,7 @@ def out_dir_problems(path: str | Path, *, flag: str = "--out") -> list[str]:
     path = Path(path).expanduser()
     if path.exists() and not path.is_dir():
         return [f"{flag} {path} is a file; a folder is expected"]
-    return _writable(path, flag)
+    return _writable(path, flag, folder=True)
 
 
 def out_file_problems(path: str | Path, *, flag: str = "--out", suffixes: tuple[str, ...] = ()) -> list[str]:
@@ -50,7 +51,7 @@ def out_file_problems(path: str | Path, *, flag: str = "--out", suffixes: tuple[
         return [f"{flag} {path} is a folder; a file name is expected"]
     if suffixes and path.suffix.lower() not in suffixes:
         return [f"{flag} {path}: unknown file type {path.suffix or '(none)'!r}; write one of {', '.join(suffixes)}"]
-    return _writable(path, flag)
+    return _writable(path, flag, folder=False)
 
 
 def ensure(problems: list[str], *, hint: str) -> None:

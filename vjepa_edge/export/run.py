@@ -157,8 +157,8 @@ def quantize_stage(
         log.info("no %s program in %s: quantizing with the scheme's defaults", scheme, folder)
         opts = replace(options, scheme=scheme) if options is not None else QuantizeOptions(scheme=scheme)
         program = quantize(student, opts, progress=progress).program
-    made_for = getattr(program, "input_spec", None) or getattr(program, "spec", None)
-    if made_for is not None and made_for != spec:
+    made_for = program.input_spec
+    if made_for != spec:
         raise ConfigError(
             f"the {scheme} program in {folder} was made for another input ({made_for.shape(1)}, the student takes "
             f"{spec.shape(1)})",
@@ -257,7 +257,7 @@ def export(
     from vjepa_edge.export.parts import encoder_part, part_problems, predictor_part
     from vjepa_edge.models.checkpoint import load_vjepa
     from vjepa_edge.paths import ensure
-    from vjepa_edge.quant.run import _run_settings  # the data source, fps and seed the student trained with
+    from vjepa_edge.quant.run import run_settings
 
     target = get_target(options.target)
     scheme = check_target_scheme(target, options.scheme)
@@ -293,7 +293,7 @@ def export(
     times["lower"] = time.perf_counter() - t
     clips = None
     if impl.cannot_run() is None:
-        _, fps, seed = _run_settings(resolved.run)
+        _, fps, seed = run_settings(resolved.run)
         clips = _clips(spec, fps=fps, seed=seed, count=options.verify_clips)
     t = time.perf_counter()
     tmp = serialize_stage(impl, lowered, path)

@@ -17,15 +17,17 @@ from torch import Tensor, nn
 from vjepa_edge.errors import ConfigError
 
 if TYPE_CHECKING:
+    from vjepa_edge.models.inputs import InputSpec
     from vjepa_edge.quant.schemes import Scheme
 
 Progress = Callable[[int], None]  # called with the number of calibration batches just done
 
 
 class QuantizedModel(ABC):
-    """A quantized student program of one scheme."""
+    """A quantized student program of one scheme, made for one fixed input (`input_spec`, batch 1)."""
 
     scheme: Scheme
+    input_spec: InputSpec
 
     @abstractmethod
     def __call__(self, x: Tensor) -> Tensor:

@@ -109,7 +109,7 @@ class CoreMLProgram(QuantizedModel):
         emulator: nn.Module | None = None,
         unmapped: int = 0,
     ) -> None:
-        self.scheme, self.mlmodel, self.spec = scheme, mlmodel, spec
+        self.scheme, self.mlmodel, self.input_spec = scheme, mlmodel, spec
         self.keep_float = tuple(keep_float)
         self.weights = dict(weights or {})  # quantized module -> its MIL weight const
         self.emulator = emulator
@@ -127,7 +127,7 @@ class CoreMLProgram(QuantizedModel):
         return note
 
     def __call__(self, x: Tensor) -> Tensor:
-        want = self.spec.shape(1)[1:]
+        want = self.input_spec.shape(1)[1:]
         if x.dim() != 5 or tuple(x.shape[1:]) != want:
             raise ValueError(f"expected clips [B, {', '.join(map(str, want))}], got shape {list(x.shape)}")
         if on_macos():
@@ -155,7 +155,7 @@ class CoreMLProgram(QuantizedModel):
         path = save_package(self.mlmodel, folder / PACKAGE)
         meta = {
             "scheme": self.scheme.name,
-            "input": self.spec.to_dict(),
+            "input": self.input_spec.to_dict(),
             "batch": 1,
             "keep_float": list(self.keep_float),
             "weights": self.weights,

@@ -135,7 +135,7 @@ class OnnxProgram(QuantizedModel):
         keep_float: Sequence[str] = (),
         excluded_nodes: Sequence[str] = (),
     ) -> None:
-        self.scheme, self.model_bytes, self.spec = scheme, model_bytes, spec
+        self.scheme, self.model_bytes, self.input_spec = scheme, model_bytes, spec
         self.keep_float, self.excluded_nodes = tuple(keep_float), tuple(excluded_nodes)
         self._session: onnxruntime.InferenceSession | None = None
 
@@ -156,7 +156,7 @@ class OnnxProgram(QuantizedModel):
         return onnx.load_from_string(self.model_bytes)
 
     def __call__(self, x: Tensor) -> Tensor:
-        want = self.spec.shape(1)[1:]
+        want = self.input_spec.shape(1)[1:]
         if x.dim() != 5 or tuple(x.shape[1:]) != want:
             raise ValueError(f"expected clips [B, {', '.join(map(str, want))}], got shape {list(x.shape)}")
         session = self.session()
@@ -180,7 +180,7 @@ class OnnxProgram(QuantizedModel):
                 os.unlink(tmp)
         meta = {
             "scheme": self.scheme.name,
-            "input": self.spec.to_dict(),
+            "input": self.input_spec.to_dict(),
             "batch": 1,
             "opset": OPSET,
             "keep_float": list(self.keep_float),

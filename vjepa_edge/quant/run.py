@@ -91,7 +91,7 @@ class QuantizedEncoder(nn.Module):
         return self.grid
 
 
-def _run_settings(run: RunDir | None) -> tuple[str, float, int]:
+def run_settings(run: RunDir | None) -> tuple[str, float, int]:
     """The data source, fps and seed the student was trained with (the physics defaults for a bare file)."""
     if run is None or not run.recipe.is_file():
         return "physics", 8.0, 0
@@ -162,7 +162,7 @@ def quantize(
 
         qat_sources = find_qat_sources(resolved.run, model)
 
-    source, fps, seed = _run_settings(resolved.run)
+    source, fps, seed = run_settings(resolved.run)
     spec = model.input_spec
     clip = ClipSpec(frames=spec.frames, size=spec.size, fps=fps, frame_step=None)
     t0 = time.perf_counter()
