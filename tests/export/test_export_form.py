@@ -80,14 +80,17 @@ def test_int8_export_form_is_one_partition() -> None:
     assert float(cos) >= 0.995
 
 
-def test_xnnpack_fp32_target_lowers_the_export_form() -> None:
-    """The target gets the training-form program (all targets export it) and lowers the export form instead."""
+def test_targets_export_their_form() -> None:
+    """XNNPACK targets export the export form (same names and weights); Core ML and ONNX the training form, which
+    they take whole themselves (SDPA and layer_norm, LayerNormalization)."""
     from vjepa_edge.export.targets import get_target
+    from vjepa_edge.models.deploy import BmmAttention
 
     model = _pico("rope")
-    spec = model.input_spec
-    program = torch.export.export(model, spec.example_inputs(1))
-    lowered = get_target("xnnpack-fp32").load().lower(model, program, None, spec)
-    assert lowered.delegation["partitions"] == PARTITIONS
-    assert lowered.delegation["outside"] == {}
+    for name in ("xnnpack-fp32", "xnnpack-int8"):
+        form = get_target(name).load().export_form(model)
+        assert type(form.blocks[0].attn) is BmmAttention and not form.training
+        assert form.state_dict().keys() == model.state_dict().keys()
+    for name in ("coreml-fp16", "onnx-fp32", "mlpackage-fp16"):
+        assert get_target(name).load().export_form(model) is model
     assert type(model.blocks[0].attn) is Attention  # the caller's model keeps its training form

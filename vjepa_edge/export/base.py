@@ -74,6 +74,11 @@ class TargetImpl(ABC):
         """Refuse before any work when this target cannot be made on this machine (a missing SDK)."""
         return None
 
+    def export_form(self, model: nn.Module) -> nn.Module:
+        """What the export stage exports for this target: `model` (its training form), or a module with the same
+        numbers written in operators the backend takes whole (XNNPACK: `vjepa_edge.models.deploy.deploy_form`)."""
+        return model
+
     @abstractmethod
     def lower(
         self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature

@@ -2,7 +2,7 @@
 
 `to_edge_transform_and_lower(program, partitioner=[...])` then `to_executorch()` (edge-api 1.1). The program is
 the student's fp32 ExportedProgram, or the quantized program of the target's PT2E scheme (`ProgramModel.program`);
-for XNNPACK the fp32 program is exported again from the model's export form (`vjepa_edge.models.deploy`: the same
+for XNNPACK the export stage exports the model's export form (`export_form`, `vjepa_edge.models.deploy`: the same
 numbers, in operators XNNPACK delegates, so the delegate is one partition instead of one per LayerNorm and SDPA).
 Lowering can take over the program's constants (Core ML does), so a copy is lowered and the caller's program
 stays usable. The artifact runs in ExecuTorch's Python runtime where its backend is registered (the Linux wheel
@@ -81,20 +81,6 @@ def lower_program(program: ExportedProgram, backend: str, fp32: ExportedProgram 
     return Lowered(program_manager, graph, delegation)
 
 
-def export_form_program(model: nn.Module, program: ExportedProgram) -> ExportedProgram:
-    """`model` in export form (`vjepa_edge.models.deploy.deploy_form`, the same numbers) exported at the example
-    inputs of its training-form `program`."""
-    from vjepa_edge.models.deploy import deploy_form
-
-    args, kwargs = program.example_inputs or ((), {})
-    try:
-        return torch.export.export(deploy_form(model).eval(), args, kwargs)
-    except Exception as e:  # torch.export raises many kinds; all mean this export form does not export
-        raise ConfigError(
-            f"torch.export cannot export the export form of this model: {type(e).__name__}: {e}"
-        ) from None
-
-
 def registered_backends() -> list[str]:
     from executorch.runtime import Runtime
 
@@ -110,12 +96,18 @@ class PteTarget(TargetImpl):
     def backend_id(self) -> str:
         return BACKEND_IDS[self.target.backend]
 
+    def export_form(self, model: nn.Module) -> nn.Module:
+        """XNNPACK: the model's export form (`vjepa_edge.models.deploy`, one delegate partition); others: the model."""
+        if self.target.backend not in EXPORT_FORM_BACKENDS:
+            return model
+        from vjepa_edge.models.deploy import deploy_form
+
+        return deploy_form(model).eval()
+
     def lower(
         self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature
     ) -> Lowered:
         source = program
-        if quantized is None and self.target.backend in EXPORT_FORM_BACKENDS:
-            source = export_form_program(model, program)
         if quantized is not None:
             source = getattr(quantized, "program", None)
             if source is None:

@@ -4,8 +4,9 @@ Everything refusable is refused first: the target (registered; the error names t
 the scheme that feeds it, the options, what the target needs on this machine (the QNN SDK), the student and the
 output path (suffix, writable), and for `--part predictor` the run's predictor (a masked distill run with a
 checkpoint; `vjepa_edge.export.parts`). Then the stages, each a small function below: export (torch.export at the
-student's InputSpec, batch 1), quantize (int8 targets: the program in RUN/quant/SCHEME/ when quantize wrote one,
-else `vjepa_edge.quant.run.quantize` with its defaults), lower (the backend's own partitioner or converter),
+student's InputSpec, batch 1, of the target's `export_form`: for XNNPACK `vjepa_edge.models.deploy`'s), quantize
+(int8 targets: the program in RUN/quant/SCHEME/ when quantize wrote one, else `vjepa_edge.quant.run.quantize` with
+its defaults), lower (the backend's own partitioner or converter),
 serialize (to a temporary path beside the artifact), verify (numerically where this machine runs the artifact,
 structurally where it cannot) and publish (rename onto the artifact's path). An artifact out of tolerance is
 removed and nothing is written. The report (artifact, size, verification, delegation) is merged into
@@ -281,7 +282,7 @@ def export(
 
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    program = export_stage(part.module, part.signature.example)
+    program = export_stage(impl.export_form(part.module), part.signature.example)
     times["export"] = time.perf_counter() - t0
     quantized = None
     if scheme is not None:
