@@ -4,7 +4,8 @@ Flow (reference/edge-api.md 3.1): `torch.export` at the deployment input -> `pre
 calibration clips -> `convert_pt2e` -> `torch.export` again: the quantized ExportedProgram the export targets lower.
 QAT prepares with the quantizer's QAT config (`prepare_qat_pt2e`) and hands back a trainable GraphModule.
 
-The model is deep-copied first: an exported module shares the model's parameters, and QAT would train them.
+The model is copied first (`form`: for XNNPACK, the export form of `vjepa_edge.models.deploy`, so that the program
+export lowers is the one quantized): an exported module shares the model's parameters, and QAT would train them.
 QAT exports with a dynamic batch (training takes batches of clips); the quantized programs have batch 1.
 """
 
@@ -37,6 +38,11 @@ class _Pt2eScheme(SchemeImpl):
         """What `prepare_pt2e` runs under (nothing, but for CoreMLQuantizer's pattern builder)."""
         return contextlib.nullcontext()
 
+    def form(self, model: nn.Module) -> nn.Module:
+        """The copy of the model that is exported and quantized (an exported module shares its parameters, and QAT
+        would train them): the model as it is, unless the backend lowers another form better."""
+        return copy.deepcopy(model)
+
     def quantize(
         self,
         model: nn.Module,
@@ -52,7 +58,7 @@ class _Pt2eScheme(SchemeImpl):
             raise ConfigError(f"scheme {self.scheme.name!r} calibrates its activations: pass calibration clips")
         spec: InputSpec = model.input_spec
         with self.annotating():
-            prepared = prepare_pt2e(_exported(model), self.quantizer(qat=False, keep_float=keep_float))
+            prepared = prepare_pt2e(_exported(self.form(model)), self.quantizer(qat=False, keep_float=keep_float))
         if self.scheme.calibrated:
             _calibrate(prepared, calibration, progress)
         else:
@@ -69,7 +75,9 @@ class _Pt2eScheme(SchemeImpl):
         _refuse_zero_batchnorm_weights(model)
         spec: InputSpec = model.input_spec
         with self.annotating():
-            prepared = prepare_qat_pt2e(_exported_for_training(model), self.quantizer(qat=True, keep_float=keep_float))
+            prepared = prepare_qat_pt2e(
+                _exported_for_training(self.form(model)), self.quantizer(qat=True, keep_float=keep_float)
+            )
         move_exported_model_to_train(prepared)
         allow_exported_model_train_eval(prepared)  # so a training loop's .train() / .eval() work on it
         prepared.input_spec = spec  # the clips it takes, for the caller's data and for `convert_qat`
@@ -97,14 +105,23 @@ class _Pt2eScheme(SchemeImpl):
         return ProgramModel(self.scheme, export_program(converted, spec), spec, keep_float)
 
 
-class XnnpackStatic(_Pt2eScheme):
+class _XnnpackScheme(_Pt2eScheme):
+    def form(self, model: nn.Module) -> nn.Module:
+        """The export form (`vjepa_edge.models.deploy`: bmm attention, LayerNorm in delegated ops, same weights and
+        module names), which the XNNPACK delegate takes whole: the program export lowers is the one quantized."""
+        from vjepa_edge.models.deploy import deploy_form
+
+        return deploy_form(model)
+
+
+class XnnpackStatic(_XnnpackScheme):
     """`xnnpack-int8`: per-channel int8 weights, int8 activations calibrated on clips."""
 
     def quantizer(self, *, qat: bool, keep_float: Sequence[str]) -> Any:
         return _xnnpack_quantizer(is_dynamic=False, qat=qat, keep_float=keep_float)
 
 
-class XnnpackDynamic(_Pt2eScheme):
+class XnnpackDynamic(_XnnpackScheme):
     """`xnnpack-int8-dyn`: per-channel int8 weights; linear/conv inputs quantized per call (no calibration)."""
 
     def quantizer(self, *, qat: bool, keep_float: Sequence[str]) -> Any:
@@ -176,17 +193,17 @@ def _outside(module_names: Sequence[str]) -> Callable[[Node], bool]:
 
 
 def _exported(model: nn.Module) -> GraphModule:
-    """A copy of the model (an exported module shares its parameters) exported at its deployment input."""
-    model = copy.deepcopy(model).eval()
+    """The model (a copy: `form`) exported at its deployment input."""
+    model = model.eval()
     return export_program(model, model.input_spec).module()
 
 
 def _exported_for_training(model: nn.Module) -> GraphModule:
-    """A copy of the model exported with a dynamic batch, so that QAT trains on batches of clips (and BatchNorm
-    sees more than one clip's frames); `convert_qat` exports the result at batch 1 again."""
+    """The model (a copy: `form`) exported with a dynamic batch, so that QAT trains on batches of clips (and
+    BatchNorm sees more than one clip's frames); `convert_qat` exports the result at batch 1 again."""
     from torch.export import Dim
 
-    model = copy.deepcopy(model).eval()
+    model = model.eval()
     example = model.input_spec.example_inputs(2)  # batch 1 would be specialised
     return torch.export.export(model, example, dynamic_shapes=({0: Dim("batch")},)).module()
 
