@@ -29,8 +29,9 @@ its defaults, fp32 and PT2E static int8 (XNNPACKQuantizer on linears, as `vjepa_
                  logical_not 24, eq/full_like/any/where 12 each (fp32 and int8 alike);
   export form:    1 partition, no operator outside (fp32 and int8); the same outputs (max abs 1.2e-6 in eager).
 The .pte latency (ExecuTorch runtime, 2 threads, median of 15 after 3 warm-up, on a shared, loaded 2-core AMD EPYC):
-fp32 55 -> 48 ms, int8 32 -> 24 ms. Everything else (`TubeletEmbed`, the position embedding, GELU, the residual
-adds) was already delegated. tests/export/test_export_form.py pins `PARTITIONS` on vit_pico.
+fp32 53-55 -> 46-48 ms, int8 30-32 -> 23-24 ms (two runs, rounds interleaved). Everything else (`TubeletEmbed`, the
+position embedding, GELU, the residual adds) was already delegated.
+tests/export/test_export_form.py pins `PARTITIONS` on vit_pico.
 """
 
 from __future__ import annotations
