@@ -28,7 +28,7 @@ from torch import nn
 from vjepa_edge.config import check_count, check_number
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.quant.base import QuantizedModel, SchemeImpl
-from vjepa_edge.runs import RunDir, list_checkpoints
+from vjepa_edge.runs import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,12 @@ def qat_sources(run: RunDir | None, student: nn.Module) -> QatSources:
     """Everything `--qat` needs from the run folder, or one error that says what is missing (checked before any
     compute)."""
     from vjepa_edge.distill.cache import CachedTeacherDataset, CacheKey, FeatureCache
-    from vjepa_edge.distill.losses import DistillHead
-    from vjepa_edge.distill.recipe import recipe_from_dict
+    from vjepa_edge.distill.head import head_problems, load_head, run_recipe
 
     hint = "run --qat on a distill run folder whose teacher-feature cache still exists, or quantize without --qat"
     if run is None or not run.report.is_file() or not run.recipe.is_file():
         raise ConfigError("--qat continues a distillation: it needs the distill run folder, not a bare file", hint=hint)
-    recipe = recipe_from_dict(json.loads(run.recipe.read_text()), where=str(run.recipe))
+    recipe = run_recipe(run)
     cache_info = json.loads(run.report.read_text()).get("cache") or {}
     if not cache_info.get("path"):
         raise ConfigError(f"{run.root} trained without a teacher-feature cache ([cache] enabled = false)", hint=hint)
@@ -84,9 +83,9 @@ def qat_sources(run: RunDir | None, student: nn.Module) -> QatSources:
         stored = CacheKey.from_dict(manifest["key"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"the run's teacher-feature cache {path} is missing or unreadable ({e})", hint=hint) from None
-    checkpoints = list_checkpoints(run.root)
-    if not checkpoints:
-        raise ConfigError(f"{run.root} has no checkpoint, so its distillation head (projector) is gone", hint=hint)
+    problems = head_problems(run, what="--qat")
+    if problems:
+        raise ConfigError(problems[0], hint=hint)
 
     from vjepa_edge.data.config import ClipSpec
     from vjepa_edge.data.sources import open_source
@@ -103,18 +102,7 @@ def qat_sources(run: RunDir | None, student: nn.Module) -> QatSources:
     if cache is None:
         raise ConfigError(f"the run's teacher-feature cache {path} is incomplete", hint=hint)
 
-    head = DistillHead(
-        student.embed_dim,
-        stored.dim,
-        tuple(student.grid),
-        projector=r.loss.projector,
-        masked=r.loss.kind == "masked",
-        pred_dim=r.loss.pred_dim,
-        pred_depth=r.loss.pred_depth,
-        pred_heads=r.loss.pred_heads,
-    )
-    state = torch.load(checkpoints[-1].state, map_location="cpu", weights_only=True)
-    head.load_state_dict(state["head"], strict=True)
+    head = load_head(run, student, teacher_dim=stored.dim)
     return QatSources(
         dataset=CachedTeacherDataset(dataset, cache),
         projector=head.projector,
