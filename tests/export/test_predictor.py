@@ -117,7 +117,8 @@ def test_predictor_exports_and_matches_eager(masked_run: Path, target: str) -> N
     if target == "xnnpack-fp32":
         d = r["delegation"]
         assert d["partitions"] >= 1 and d["flops_share_inside"] == 1.0
-        assert d["flops_inside"] + d["flops_outside"] == d["eager_flops"]
+        # every eager FLOP is attributed (the export form's LayerNorm means are small matmuls: a few more)
+        assert d["eager_flops"] <= d["flops_inside"] + d["flops_outside"] <= 1.02 * d["eager_flops"]
         assert not any("sort" in op for op in d["outside"])  # the sort the runtime has no kernel for is gone
         _check_other_positions(masked_run, result.path)
 
