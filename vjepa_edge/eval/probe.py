@@ -73,8 +73,10 @@ def extract_features(
     autocast_dtype: torch.dtype | None = None,
     device: str | torch.device = "cpu",
     progress: Callable[..., Any] | None = None,
+    dtype: torch.dtype = torch.float16,
 ) -> Features:
-    """Run the frozen `encoder` over `dataset` (items with `clip` and `labels`) and keep its tokens in float16.
+    """Run the frozen `encoder` over `dataset` (items with `clip` and `labels`) and keep its tokens in `dtype`
+    (float16: half the memory, enough for probes; float32 where tokens are compared to a few 1e-4, as int8 is).
 
     The encoder is moved to `device` and run in eval mode under `torch.inference_mode` (its training flag is
     restored afterwards), with autocast to `autocast_dtype` when given. `progress(advance=n)` is called after
@@ -100,14 +102,14 @@ def extract_features(
                 out = encoder(clip)
             if grid is None and hasattr(encoder, "token_grid"):
                 grid = encoder.token_grid(clip)
-            out = out.to("cpu", torch.float16)
+            out = out.to("cpu", dtype)
             if not torch.isfinite(out).all():
                 raise VjepaEdgeError(
-                    f"encoder tokens of clips {start}..{start + len(out) - 1} are not finite in float16",
+                    f"encoder tokens of clips {start}..{start + len(out) - 1} are not finite in {dtype}",
                     hint="check the encoder's weights and input normalisation (float16 holds |x| < 65504)",
                 )
             if tokens is None:
-                tokens = torch.empty(total, *out.shape[1:], dtype=torch.float16)
+                tokens = torch.empty(total, *out.shape[1:], dtype=dtype)
             tokens[start : start + len(out)] = out
             start += len(out)
             for name, y in batch["labels"].items():

@@ -221,9 +221,9 @@ def evaluate_program(
     seed: int,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Feature cosine (int8 vs fp32 tokens) and probe accuracy of fp32 and int8 features on held-out physics clips,
-    one probe head (trained on fp32 features) for both. A program that cannot run here (Core ML off macOS) and
-    has no emulation reports None."""
+    """Feature cosine (int8 vs fp32 tokens, both kept in float32) and probe accuracy of fp32 and int8 features on
+    held-out physics clips, one probe head (trained on fp32 features) for both. A program that cannot run here
+    (Core ML off macOS) and has no emulation reports None."""
     from vjepa_edge.data.sources import PhysicsDataset
     from vjepa_edge.eval.probe import ProbeConfig, extract_features, probe
 
@@ -231,11 +231,12 @@ def evaluate_program(
     test = PhysicsDataset(clip, length=options.eval_test_clips, seed=seed, split="test").render()
     with task_bar("fp32 features", len(train) + len(test), enabled=progress) as bar:
         f_train = extract_features(model, train, progress=bar)
-        f_test = extract_features(model, test, progress=bar)
+        f_test = extract_features(model, test, progress=bar, dtype=torch.float32)
     note = getattr(program, "note", "")
     try:
         with task_bar("int8 features", len(test), enabled=progress) as bar:
-            q_test = extract_features(QuantizedEncoder(program, tuple(model.grid)), test, batch_size=8, progress=bar)
+            encoder = QuantizedEncoder(program, tuple(model.grid))
+            q_test = extract_features(encoder, test, batch_size=8, progress=bar, dtype=torch.float32)
     except ConfigError as e:  # the backend does not run on this machine
         return {"feature_cosine": None, "probe_acc_fp32": None, "probe_acc_int8": None, "note": e.message}
     a, b = f_test.tokens.float(), q_test.tokens.float()
