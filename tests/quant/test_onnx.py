@@ -97,7 +97,8 @@ def test_save_load_round_trip(quantized: Quantized, tmp_path: Path) -> None:
     loaded = impl.load(tmp_path)
     x = torch.randn(quantized.model.input_spec.shape(1))
     assert torch.equal(loaded(x), quantized.program(x))
-    assert loaded.input_spec == quantized.program.input_spec and loaded.excluded_nodes == quantized.program.excluded_nodes
+    assert loaded.input_spec == quantized.program.input_spec
+    assert loaded.excluded_nodes == quantized.program.excluded_nodes
 
 
 def test_refusals_before_any_export(tmp_path: Path) -> None:
