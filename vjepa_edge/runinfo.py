@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,8 +10,9 @@ import platform
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -29,6 +31,22 @@ def temp_beside(path: Path) -> tuple[int, str]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, file_mode())
     return fd, tmp
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """An open file that becomes `path` when the block ends (temp file beside it, then rename; removed on error),
+    so a reader never sees half a file. The parent folder is created."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = temp_beside(p)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, p)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def save_safetensors(tensors: dict[str, Any], path: str | Path, metadata: dict[str, str] | None = None) -> Path:
@@ -81,18 +99,10 @@ def json_line(obj: Any) -> str:
 def write_json(path: str | Path, obj: Any) -> Path:
     """Write strict JSON atomically (temp file in the same folder, then rename): a reader never sees half a file;
     non-finite numbers are written as null."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(p)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(finite_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, p)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return p
+    with atomic_open(path, "w") as f:
+        json.dump(finite_json(obj), f, indent=2, sort_keys=False, allow_nan=False)
+        f.write("\n")
+    return Path(path)
 
 
 def git_sha() -> str | None:

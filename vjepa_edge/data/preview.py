@@ -41,18 +41,9 @@ IMAGE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"
 
 def save_contact_sheet(rows: list[tuple[np.ndarray, str]], out: Path, **kw) -> Path:
     """Write the sheet atomically, in the format its suffix names (under the user's umask)."""
-    import os
-
-    from vjepa_edge.runinfo import temp_beside
+    from vjepa_edge.runinfo import atomic_open
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(out)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            contact_sheet(rows, **kw).save(f, format=IMAGE_FORMATS.get(out.suffix.lower(), "PNG"))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out) as f:
+        contact_sheet(rows, **kw).save(f, format=IMAGE_FORMATS.get(out.suffix.lower(), "PNG"))
     return out

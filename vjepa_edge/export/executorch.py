@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 BACKEND_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend", "vulkan": "VulkanBackend", "qnn": "QnnBackend"}
 # Backends whose fp32 program is exported from the model's export form (`vjepa_edge.models.deploy`: attention as 3-D
 # bmm, LayerNorm in elementwise ops), which XNNPACK delegates whole. Core ML keeps SDPA and layer_norm whole itself.
-EXPORT_FORM_BACKENDS = ("xnnpack",)
 
 
 def partitioner(backend: str) -> Any:
@@ -98,11 +97,9 @@ class PteTarget(TargetImpl):
 
     def export_form(self, model: nn.Module) -> nn.Module:
         """XNNPACK: the model's export form (`vjepa_edge.models.deploy`, one delegate partition); others: the model."""
-        if self.target.backend not in EXPORT_FORM_BACKENDS:
-            return model
-        from vjepa_edge.models.deploy import deploy_form
+        from vjepa_edge.models.deploy import FORM_BACKENDS, deploy_form
 
-        return deploy_form(model).eval()
+        return deploy_form(model).eval() if self.target.backend in FORM_BACKENDS else model
 
     def lower(
         self, model: nn.Module, program: ExportedProgram, quantized: QuantizedModel | None, signature: Signature

@@ -146,6 +146,17 @@ def to_deploy_form(model: nn.Module) -> nn.Module:
     return model
 
 
+FORM_BACKENDS = ("xnnpack",)  # the backends that lower the export form better than the training form
+
+
+def form_for(backend: str, model: nn.Module) -> nn.Module:
+    """A deep copy of `model` as `backend` should get it: the export form for the backends in `FORM_BACKENDS`
+    (the export targets and the quantization schemes of that backend both ask here, so the program a scheme
+    quantizes is the one its target lowers), the training form for the others (Core ML and ONNX take SDPA and
+    LayerNorm whole)."""
+    return deploy_form(model) if backend in FORM_BACKENDS else copy.deepcopy(model)
+
+
 def deploy_form(model: nn.Module) -> nn.Module:
     """A deep copy of `model` in export form (see the module docstring); `model` itself is untouched."""
     return to_deploy_form(copy.deepcopy(model))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from torch.export import ExportedProgram
 from vjepa_edge.errors import CheckpointError, ConfigError
 from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.quant.base import QuantizedModel
-from vjepa_edge.runinfo import temp_beside, write_json
+from vjepa_edge.runinfo import atomic_open, write_json
 
 if TYPE_CHECKING:
     from vjepa_edge.quant.schemes import Scheme
@@ -84,14 +83,8 @@ class ProgramModel(QuantizedModel):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         program = folder / PROGRAM_FILE
-        fd, tmp = temp_beside(program)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.export.save(self.program, f)
-            os.replace(tmp, program)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(program) as f:
+            torch.export.save(self.program, f)
         self._size = program.stat().st_size
         meta = write_json(folder / META_FILE, self.meta())
         return [program, meta]

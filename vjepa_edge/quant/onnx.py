@@ -29,7 +29,6 @@ from __future__ import annotations
 import ast
 import json
 import logging
-import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -43,7 +42,7 @@ from vjepa_edge.errors import ConfigError
 from vjepa_edge.models.inputs import InputSpec
 from vjepa_edge.quant._program import check_keep_float
 from vjepa_edge.quant.base import Progress, QuantizedModel, SchemeImpl
-from vjepa_edge.runinfo import temp_beside, write_json
+from vjepa_edge.runinfo import atomic_open, write_json
 
 if TYPE_CHECKING:
     import onnx
@@ -170,14 +169,8 @@ class OnnxProgram(QuantizedModel):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / MODEL_FILE
-        fd, tmp = temp_beside(path)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(self.model_bytes)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_open(path) as f:
+            f.write(self.model_bytes)
         meta = {
             "scheme": self.scheme.name,
             "input": self.input_spec.to_dict(),

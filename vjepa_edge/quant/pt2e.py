@@ -40,8 +40,11 @@ class _Pt2eScheme(SchemeImpl):
 
     def form(self, model: nn.Module) -> nn.Module:
         """The copy of the model that is exported and quantized (an exported module shares its parameters, and QAT
-        would train them): the model as it is, unless the backend lowers another form better."""
-        return copy.deepcopy(model)
+        would train them), in the form the scheme's backend lowers (`models.deploy.form_for`: XNNPACK's export
+        form, so the program export lowers is the one quantized)."""
+        from vjepa_edge.models.deploy import form_for
+
+        return form_for(self.scheme.backend, model)
 
     def quantize(
         self,
@@ -105,23 +108,14 @@ class _Pt2eScheme(SchemeImpl):
         return ProgramModel(self.scheme, export_program(converted, spec), spec, keep_float)
 
 
-class _XnnpackScheme(_Pt2eScheme):
-    def form(self, model: nn.Module) -> nn.Module:
-        """The export form (`vjepa_edge.models.deploy`: bmm attention, LayerNorm in delegated ops, same weights and
-        module names), which the XNNPACK delegate takes whole: the program export lowers is the one quantized."""
-        from vjepa_edge.models.deploy import deploy_form
-
-        return deploy_form(model)
-
-
-class XnnpackStatic(_XnnpackScheme):
+class XnnpackStatic(_Pt2eScheme):
     """`xnnpack-int8`: per-channel int8 weights, int8 activations calibrated on clips."""
 
     def quantizer(self, *, qat: bool, keep_float: Sequence[str]) -> Any:
         return _xnnpack_quantizer(is_dynamic=False, qat=qat, keep_float=keep_float)
 
 
-class XnnpackDynamic(_XnnpackScheme):
+class XnnpackDynamic(_Pt2eScheme):
     """`xnnpack-int8-dyn`: per-channel int8 weights; linear/conv inputs quantized per call (no calibration)."""
 
     def quantizer(self, *, qat: bool, keep_float: Sequence[str]) -> Any:
