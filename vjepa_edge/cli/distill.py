@@ -11,7 +11,7 @@ from rich.table import Table
 from vjepa_edge.cli._common import JsonOpt, command, console
 from vjepa_edge.errors import ConfigError
 
-LISTABLE = ("recipes", "students", "schemes", "targets")
+LISTABLE = ("recipes", "devices", "students", "schemes", "targets")
 
 
 def _overrides(teacher: Path | None, data: str | None) -> dict[str, dict[str, Any]]:
@@ -100,7 +100,7 @@ def list_things(
     what: Annotated[str, typer.Argument(help=f"What to list: {', '.join(LISTABLE)}.")],
     json_out: JsonOpt = False,
 ) -> dict[str, Any]:
-    """List the registered recipes, students, quantization schemes or export targets."""
+    """List the registered recipes, device profiles, students, quantization schemes or export targets."""
     if what not in LISTABLE:
         import difflib
 
@@ -109,7 +109,14 @@ def list_things(
             f"cannot list {what!r}" + (f" (did you mean {close[0]!r}?)" if close else ""),
             hint=f"choose one of: {', '.join(LISTABLE)}",
         )
-    return {what: {"recipes": _recipes, "students": _students, "schemes": _schemes, "targets": _targets}[what]()}
+    listers = {
+        "recipes": _recipes,
+        "devices": _devices,
+        "students": _students,
+        "schemes": _schemes,
+        "targets": _targets,
+    }
+    return {what: listers[what]()}
 
 
 def _recipes() -> list[dict[str, Any]]:
@@ -125,6 +132,24 @@ def _recipes() -> list[dict[str, Any]]:
                 "teacher": r.teacher.path,
                 "loss": f"{r.loss.kind} {r.loss.distance}",
                 "steps": r.optim.steps,
+            }
+        )
+    return rows
+
+
+def _devices() -> list[dict[str, Any]]:
+    from vjepa_edge.profile.devices import device_files, load_device_file
+
+    rows = []
+    for path in device_files():
+        d = load_device_file(path)
+        rows.append(
+            {
+                "name": d.name,
+                "soc": d.soc,
+                "budget": f"{d.budget_ms:g} ms ({d.budget_use})",
+                "targets": ", ".join(d.targets),
+                "transport": d.transport.kind,
             }
         )
     return rows

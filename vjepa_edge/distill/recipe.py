@@ -238,11 +238,6 @@ class RunConfig:
             raise ConfigError("invalid run", problems=p)
 
 
-# The names the profile stage will register. Until that registry exists a recipe's [deploy] devices are checked
-# against this list; the scheme and the target are checked against the quantization and export registries.
-PLANNED_DEVICES = ("quest3", "rayban_meta", "vision_pro", "iphone15pro", "galaxy_s24", "pixel8", "rpi5", "host")
-
-
 def _known(name: str, value: str, known: tuple[str, ...], p: list[str]) -> None:
     if value not in known:
         import difflib
@@ -265,14 +260,16 @@ class DeployConfig:
     def __post_init__(self) -> None:
         p: list[str] = []
         from vjepa_edge.export.targets import list_targets
+        from vjepa_edge.profile.devices import list_devices
         from vjepa_edge.quant.schemes import list_schemes
 
         _known("scheme", self.scheme, tuple(list_schemes()), p)
         _known("target", self.target, tuple(list_targets()), p)
+        devices = tuple(list_devices())  # the device profiles, devices/*.toml
         if not self.devices:
-            p.append(f"devices: name at least one of {', '.join(PLANNED_DEVICES)}")
+            p.append(f"devices: name at least one of {', '.join(devices)}")
         for device in self.devices:
-            _known("devices", device, PLANNED_DEVICES, p)
+            _known("devices", device, devices, p)
         if p:
             raise ConfigError("invalid deploy", problems=p)
 
