@@ -151,11 +151,25 @@ class OptimConfig:
     clip_grad: float = 10.0  # 0 turns clipping off (V-JEPA 2)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    # VICReg-style terms on the context encoder's tokens, against dimensional collapse in short runs: a hinge on
+    # each channel's std (over the batch's tokens) below 1, and the squared off-diagonal covariance. 0 (the
+    # default) is V-JEPA as published.
+    variance_weight: float = 0.0
+    covariance_weight: float = 0.0
 
     def __post_init__(self) -> None:
         p: list[str] = []
         check_count("steps", self.steps, p)
-        for name in ("start_lr", "final_lr", "weight_decay", "final_weight_decay", "clip_grad", "eps"):
+        for name in (
+            "start_lr",
+            "final_lr",
+            "weight_decay",
+            "final_weight_decay",
+            "clip_grad",
+            "eps",
+            "variance_weight",
+            "covariance_weight",
+        ):
             check_number(name, getattr(self, name), p, positive=False)
         check_number("lr", self.lr, p)
         check_number("ipe_scale", self.ipe_scale, p)
@@ -264,6 +278,9 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
+        for key in ("variance_weight", "covariance_weight"):  # off: the key teachers had before these terms existed
+            if not data["optim"].get(key):
+                data["optim"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -47,11 +47,16 @@ class ContextPath(nn.Module):
         self.encoder = encoder
         self.predictor = predictor
 
-    def forward(self, clip: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]) -> list[Tensor]:
-        return [
-            self.predictor(self.encoder(clip, enc), enc, pred, mask_index=i)
-            for i, (enc, pred) in enumerate(zip(masks_enc, masks_pred, strict=True))
+    def forward(
+        self, clip: Tensor, masks_enc: list[Tensor], masks_pred: list[Tensor]
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Predictions at the targets of each mask, and the context tokens they were predicted from."""
+        contexts = [self.encoder(clip, enc) for enc in masks_enc]
+        predictions = [
+            self.predictor(z, enc, pred, mask_index=i)
+            for i, (z, enc, pred) in enumerate(zip(contexts, masks_enc, masks_pred, strict=True))
         ]
+        return predictions, contexts
 
 
 def jepa_loss(predictions: list[Tensor], targets: Tensor, masks_pred: list[Tensor]) -> Tensor:
@@ -60,6 +65,20 @@ def jepa_loss(predictions: list[Tensor], targets: Tensor, masks_pred: list[Tenso
         (z.float() - gather_tokens(targets, m)).abs().mean() for z, m in zip(predictions, masks_pred, strict=True)
     ]
     return torch.stack(losses).mean()
+
+
+def variance_covariance(contexts: list[Tensor]) -> tuple[Tensor, Tensor]:
+    """VICReg's terms on tokens [B, K, D], averaged over masks: the hinge max(0, 1 - std) per channel (std over
+    every token of the batch) and the sum of squared off-diagonal covariances divided by D."""
+    var, cov = [], []
+    for z in contexts:
+        x = z.float().flatten(0, -2)
+        x = x - x.mean(dim=0)
+        std = torch.sqrt(x.var(dim=0) + 1e-4)
+        var.append(F.relu(1.0 - std).mean())
+        c = (x.T @ x) / max(x.shape[0] - 1, 1)
+        cov.append((c.pow(2).sum() - c.diagonal().pow(2).sum()) / x.shape[1])
+    return torch.stack(var).mean(), torch.stack(cov).mean()
 
 
 def feature_std(features: Tensor) -> float:
@@ -190,10 +209,17 @@ class _Trainer(Trainer):
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             with torch.no_grad():
                 targets = F.layer_norm(self.model.target_encoder(clip).float(), (D,))
-            predictions = self.context(clip, masks_enc, masks_pred)
+            predictions, contexts = self.context(clip, masks_enc, masks_pred)
             loss = jepa_loss(predictions, targets, masks_pred)
+            o, extra = self.config.optim, {}
+            if o.variance_weight or o.covariance_weight:
+                var, cov = variance_covariance(contexts)
+                extra = {"variance": var.item(), "covariance": cov.item()}
+                total = loss + o.variance_weight * var + o.covariance_weight * cov
+            else:
+                total = loss
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         grad_norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm else float("inf"))
         self.optimizer.step()
@@ -206,6 +232,7 @@ class _Trainer(Trainer):
             "lr": lr,
             "wd": wd,
             "momentum": momentum,
+            **extra,
         }
 
     @torch.no_grad()
