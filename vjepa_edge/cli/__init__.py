@@ -11,6 +11,7 @@ import typer
 from vjepa_edge.cli import data as _data
 from vjepa_edge.cli import distill as _distill
 from vjepa_edge.cli import export as _export
+from vjepa_edge.cli import profile as _profile
 from vjepa_edge.cli import quantize as _quantize
 from vjepa_edge.cli import teacher as _teacher
 
@@ -26,6 +27,7 @@ app.command(name="validate")(_distill.validate)
 app.command(name="list")(_distill.list_things)
 app.command(name="quantize")(_quantize.quantize)
 app.command(name="export")(_export.export)
+app.command(name="profile")(_profile.profile)
 app.add_typer(_teacher.app, name="teacher")
 app.add_typer(_data.app, name="data")
 
