@@ -66,3 +66,12 @@ class CacheError(DataError):
 
 class VerificationError(VjepaEdgeError):
     """An exported artifact that does not compute what the student computes (out of tolerance, or broken)."""
+
+
+class CannotRunError(VjepaEdgeError):
+    """An artifact that cannot be run where it was asked to (an .mlpackage or a Core ML/Vulkan/QNN program on this
+    machine, a device without a transport): `vjepa-edge profile` catches it and gives an estimate instead."""
+
+
+class DeviceError(VjepaEdgeError):
+    """A device that cannot be reached or run on: adb/ssh missing, no device attached, a command on it that failed."""
