@@ -22,11 +22,14 @@ def _render(r: dict[str, Any]) -> None:
     for d in r["devices"]:
         for row in d["rows"]:
             best = row["target"] == d["target"] and row["measured"] == d["measured"]
-            if row["measured"]:
-                how = f"measured ({row['where']}, {row['threads']} threads)"
+            if row.get("error"):
+                how = f"[yellow]{row['error']}"
+            elif row["measured"]:
+                how = f"measured, {row['threads']} thr"
             else:
                 err = row.get("calibration_error")
-                how = "estimated" + (f" (±{err:.0%} calibration)" if err is not None else "")
+                how = "estimated" + (f" ±{err:.0%}" if err is not None else " (uncalibrated)")
+                how += "" if row.get("artifact") else ", not exported"
             verdict = ("[green]fits" if d["fits"] else "[red]over budget") if best else ""
             t.add_row(
                 d["device"], row["target"], how, _ms(row["p50_ms"]), _ms(row["p90_ms"]), _ms(d["budget_ms"]), verdict

@@ -62,6 +62,7 @@ class HostSpec:
     machine: str  # platform.machine(): x86_64, arm64, aarch64
     torch_version: str
     fp32_gflops: float  # best fp32 matmul throughput, torch on `cores` threads
+    int8_gops: float = 0.0  # best int8 x int8 -> int32 matmul throughput (torch._int_mm); 0: not measured
     bandwidth_gbs: float  # large tensor copy, read + written bytes per second
     date: str  # of the measurement, ISO
 
@@ -73,6 +74,11 @@ class HostSpec:
     def peak_source(self) -> str:
         sizes = " and ".join(f"{n}x{n}" for n in MATMUL_SIZES)
         return f"{self.source} (torch {self.torch_version}: fp32 matmul {sizes}, best of {MATMUL_REPEATS} each)"
+
+    @property
+    def int8_source(self) -> str:
+        sizes = " and ".join(f"{n}x{n}" for n in MATMUL_SIZES)
+        return f"{self.source} (torch {self.torch_version}: int8 torch._int_mm {sizes}, best of {MATMUL_REPEATS} each)"
 
     @property
     def bandwidth_source(self) -> str:
@@ -107,9 +113,11 @@ def resolve_device(profile: DeviceProfile) -> DeviceProfile:
     if not profile.measured:
         return profile
     spec = host_spec()
-    peak = Peak(precision="fp32", gops=spec.fp32_gflops, source=spec.peak_source, basis="measured")
+    peaks = (Peak(precision="fp32", gops=spec.fp32_gflops, source=spec.peak_source, basis="measured"),)
+    if spec.int8_gops > 0:
+        peaks += (Peak(precision="int8", gops=spec.int8_gops, source=spec.int8_source, basis="measured"),)
     units = tuple(
-        dataclasses.replace(u, name=f"{spec.cpu_model} ({spec.cores} cores)", peaks=(peak,)) if u.kind == "cpu" else u
+        dataclasses.replace(u, name=f"{spec.cpu_model} ({spec.cores} cores)", peaks=peaks) if u.kind == "cpu" else u
         for u in profile.units
     )
     return dataclasses.replace(
@@ -129,6 +137,7 @@ def measure_host(*, cpu_model: str, cores: int, flags: tuple[str, ...], torch_ve
     torch.set_num_threads(cores)
     try:
         gflops = _matmul_gflops(torch)
+        gops = _int8_gops(torch)
         gbs = _copy_gbs(torch)
     finally:
         torch.set_num_threads(before)
@@ -139,6 +148,7 @@ def measure_host(*, cpu_model: str, cores: int, flags: tuple[str, ...], torch_ve
         machine=platform.machine(),
         torch_version=torch_version,
         fp32_gflops=round(gflops, 1),
+        int8_gops=round(gops, 1),
         bandwidth_gbs=round(gbs, 2),
         date=datetime.date.today().isoformat(),
     )
@@ -154,6 +164,24 @@ def _matmul_gflops(torch: Any) -> float:
             t = time.perf_counter()
             torch.mm(a, b, out=out)
             best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    return best
+
+
+def _int8_gops(torch: Any) -> float:
+    """int8 GEMM throughput through torch._int_mm (0.0 where this torch build has no CPU kernel for it)."""
+    best = 0.0
+    try:
+        for n in MATMUL_SIZES:
+            a = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+            b = torch.randint(-128, 127, (n, n), dtype=torch.int8)
+            torch._int_mm(a, b)  # warm-up
+            for _ in range(MATMUL_REPEATS):
+                t = time.perf_counter()
+                torch._int_mm(a, b)
+                best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    except (RuntimeError, NotImplementedError) as e:
+        log.info("no int8 matmul on this CPU build (%s): the host gets no int8 peak", e)
+        return 0.0
     return best
 
 

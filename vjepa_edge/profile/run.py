@@ -109,10 +109,12 @@ class _Costs:
         return self._cost[key]
 
 
-def _estimate_row(device: DeviceProfile, a: Artifact, target: str, cost: Any, *, exported: bool) -> dict[str, Any]:
+def _estimate_row(
+    device: DeviceProfile, a: Artifact, target: str, cost: Any, *, exported: bool, host: Any
+) -> dict[str, Any]:
     from vjepa_edge.profile.estimate import estimate
 
-    est = estimate(cost, device, target)
+    est = estimate(cost, device, target, host=host)
     return {
         "device": device.name,
         "artifact": str(a.path) if exported else None,
@@ -125,8 +127,35 @@ def _estimate_row(device: DeviceProfile, a: Artifact, target: str, cost: Any, *,
         "calibration_error": est.calibration_error,
         "flops": cost.flops,
         "bytes": cost.bytes,
+        "cost": cost.to_dict(),
         "note": None if exported else f"not exported: estimated for {target} from the student",
     }
+
+
+def _error_row(device: DeviceProfile, a: Artifact, target: str, error: str) -> dict[str, Any]:
+    return {
+        "device": device.name,
+        "artifact": str(a.path),
+        "target": target,
+        "measured": False,
+        "p50_ms": None,
+        "p90_ms": None,
+        "flops": None,
+        "bytes": None,
+        "error": error,
+    }
+
+
+def _try_estimate(
+    device: DeviceProfile, a: Artifact, target: str, cost: Any, *, exported: bool, host: Any, not_measured: str | None
+) -> dict[str, Any]:
+    """An estimate row, or an error row saying why the device profile cannot estimate this target."""
+    try:
+        row = _estimate_row(device, a, target, cost, exported=exported, host=host)
+    except ConfigError as e:
+        return _error_row(device, a, target, f"cannot estimate: {e.message}" + (f" ({e.hint})" if e.hint else ""))
+    row["not_measured"] = not_measured
+    return row
 
 
 def _measured_row(device: DeviceProfile, a: Artifact, m: Any, cost: Any | None) -> dict[str, Any]:
@@ -152,38 +181,55 @@ def _measured_row(device: DeviceProfile, a: Artifact, m: Any, cost: Any | None) 
         "etdump": str(m.etdump) if getattr(m, "etdump", None) else None,
         "flops": cost.flops if cost is not None else None,
         "bytes": cost.bytes if cost is not None else None,
+        "cost": cost.to_dict() if cost is not None else None,
     }
 
 
 def _measure(device: DeviceProfile, a: Artifact, options: ProfileOptions, folder: Path) -> Any | None:
-    """A Measurement through the device's transport, or None when it cannot run there (then it is estimated)."""
+    """A Measurement through the device's transport, or why it cannot run there (then it is estimated)."""
     from vjepa_edge.profile.transports import get_transport
 
     transport = get_transport(device.transport.kind)
     reason = transport.unavailable(device, a.path)
     if reason:
-        log.info("%s on %s: not measured (%s); estimating", a.name, device.name, reason)
-        return None
+        log.debug("%s on %s: not measured (%s); estimating", a.name, device.name, reason)
+        return reason
     return transport.measure(
         device, a.path, warmup=options.warmup, iterations=options.iterations, threads=options.threads, out=folder
     )
 
 
 def _device_rows(
-    device: DeviceProfile, artifacts: list[Artifact], options: ProfileOptions, folder: Path, costs: _Costs
-):
+    device: DeviceProfile,
+    artifacts: list[Artifact],
+    options: ProfileOptions,
+    folder: Path,
+    costs: _Costs,
+    host: Any,
+) -> list[dict[str, Any]]:
     ours = [a for a in artifacts if a.target is not None and a.target.name in device.targets]
     if device.transport.kind == "host":  # host measures whatever runs here, in its target order
         order = {t: i for i, t in enumerate(device.targets)}
         ours.sort(key=lambda a: order.get(a.name, len(order)))
     rows: list[dict[str, Any]] = []
     for a in ours:
-        m = _measure(device, a, options, folder) if device.transport.kind != "none" else None
         cost = costs.cost(a)
-        if m is not None:
+        m = _measure(device, a, options, folder) if device.transport.kind != "none" else "no transport: estimates only"
+        if not isinstance(m, str):
             rows.append(_measured_row(device, a, m, cost))
         elif cost is not None:
-            rows.append(_estimate_row(device, a, a.name, cost, exported=True))
+            rows.append(_try_estimate(device, a, a.name, cost, exported=True, host=host, not_measured=m))
+        else:
+            rows.append(_error_row(device, a, a.name, f"not measured ({m}) and no export report to estimate from"))
+    first = device.targets[0]
+    if device.transport.kind != "host" and first not in {r["target"] for r in rows}:
+        # the device's preferred target was not exported (the QNN SDK, a Mac): estimate it from the student too
+        a = next((x for x in artifacts if x.student is not None), None)
+        if a is not None:
+            from vjepa_edge.export.targets import get_target
+
+            cost = costs.cost(a, get_target(first).precision)
+            rows.insert(0, _try_estimate(device, a, first, cost, exported=False, host=host, not_measured=None))
     if not rows:  # none of the run's artifacts is for this device: estimate its first target from the student
         a = next((x for x in artifacts if x.student is not None), None)
         if a is None:
@@ -195,13 +241,20 @@ def _device_rows(
         target = device.targets[0]
         from vjepa_edge.export.targets import get_target
 
-        rows.append(_estimate_row(device, a, target, costs.cost(a, get_target(target).precision), exported=False))
+        cost = costs.cost(a, get_target(target).precision)
+        rows.append(_try_estimate(device, a, target, cost, exported=False, host=host, not_measured=None))
     return rows
 
 
-def _verdict(device: DeviceProfile, rows: list[dict[str, Any]], artifacts: list[Artifact], costs: _Costs):
+def _verdict(
+    device: DeviceProfile, rows: list[dict[str, Any]], artifacts: list[Artifact], costs: _Costs, host: Any
+) -> dict[str, Any]:
     """The device's summary: its best row (measured preferred over estimated, then fastest) against the budget."""
-    best = min(rows, key=lambda r: (not r["measured"], r["p50_ms"]))
+    usable = [r for r in rows if r["p50_ms"] is not None]
+    if not usable:
+        errors = "; ".join(f"{r['target']}: {r['error']}" for r in rows)
+        raise VjepaEdgeError(f"nothing could be profiled on {device.name}: {errors}", hint="vjepa-edge list devices")
+    best = min(usable, key=lambda r: (not r["measured"], r["p50_ms"]))
     fits = best["p50_ms"] <= device.budget_ms
     summary = {
         "device": device.name,
@@ -226,11 +279,41 @@ def _verdict(device: DeviceProfile, rows: list[dict[str, Any]], artifacts: list[
         from vjepa_edge.profile.estimate import estimate
         from vjepa_edge.profile.verdict import alternatives
 
-        summary["alternatives"] = alternatives(costs.arch(a.student), device, best["target"], estimate_fn=estimate)
+        def estimate_fn(cost: Any, dev: DeviceProfile, target: str) -> Any:
+            return estimate(cost, dev, target, host=host)
+
+        summary["alternatives"] = alternatives(costs.arch(a.student), device, best["target"], estimate_fn=estimate_fn)
     how = "measured p50" if best["measured"] else "estimated"
     verdict = f"{'fits' if fits else 'over budget'}: {how} {best['p50_ms']:.1f} ms vs {device.budget_ms:.1f} ms"
     summary["verdict"] = verdict + f" ({device.budget_use})"
     return summary
+
+
+def _host_calibration(host: DeviceProfile, rows: list[dict[str, Any]]) -> Any | None:
+    """The host CPU's efficiency from this run's measured XNNPACK / ONNX rows (their cost at their precision)."""
+    from vjepa_edge.profile.cost import Cost
+    from vjepa_edge.profile.estimate import calibrate_host
+
+    pairs = [(Cost(**r["cost"]), r["p50_ms"]) for r in rows if r["measured"] and r.get("cost")]
+    return calibrate_host(host, pairs) if pairs else None
+
+
+def _previous_host_calibration(folder: Path, costs: _Costs, artifacts: list[Artifact]) -> Any | None:
+    """Host measurements of an earlier `profile` of the same folder, so `--device quest3` alone still gets CPU
+    estimates calibrated on this machine rather than an assumed efficiency."""
+    import json
+
+    from vjepa_edge.profile.devices import get_device
+    from vjepa_edge.profile.hostspec import resolve_device
+
+    f = folder / REPORT
+    try:
+        old = json.loads(f.read_text()) if f.is_file() else {}
+        rows = [r for d in old.get("devices", []) if d.get("device") == "host" for r in d.get("rows", [])]
+        return _host_calibration(resolve_device(get_device("host")), rows) if rows else None
+    except (OSError, ValueError, KeyError, TypeError, VjepaEdgeError) as e:
+        log.info("earlier host measurements in %s not used: %s", f, e)
+        return None
 
 
 def profile(
@@ -249,12 +332,15 @@ def profile(
     from vjepa_edge.profile.hostspec import resolve_device
 
     devices = [resolve_device(d) for d in devices]
+    devices.sort(key=lambda d: d.transport.kind != "host")  # host first: its measurements calibrate CPU estimates
     costs = _Costs()
     t0 = time.perf_counter()
-    results = []
+    results, host = [], _previous_host_calibration(folder, costs, artifacts)
     for device in devices:
-        rows = _device_rows(device, artifacts, options, folder, costs)
-        results.append(_verdict(device, rows, artifacts, costs))
+        rows = _device_rows(device, artifacts, options, folder, costs, host)
+        if device.transport.kind == "host":
+            host = _host_calibration(device, rows) or host
+        results.append(_verdict(device, rows, artifacts, costs, host))
     from vjepa_edge.profile.plot import plot_profile
 
     name = artifacts[0].run.root.name if artifacts[0].run is not None else artifacts[0].path.name
