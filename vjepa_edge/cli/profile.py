@@ -79,4 +79,6 @@ def profile(
     report = dict(result.report)
     if len(result.results) == 1:  # one device: its summary at the top level of the JSON object
         report = {**{k: v for k, v in result.results[0].items() if k != "rows"}, **report}
+    else:  # several: each entry of `devices` has device, measured, p50_ms, p90_ms, budget_ms, fits, flops, bytes
+        report = {"device": ",".join(d["device"] for d in result.results), **report}
     return report

@@ -53,6 +53,14 @@ def _entries(folder: Path) -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
+def export_entry(path: Path) -> dict | None:
+    """The entry `vjepa-edge export` recorded for the artifact `path` in the report beside it (None: none)."""
+    for e in _entries(path.parent).values():
+        if isinstance(e, dict) and Path(str(e.get("artifact", ""))).name == path.name:
+            return e
+    return None
+
+
 def _from_entry(path: Path, entry: dict | None, run: RunDir | None) -> Artifact:
     target = TARGETS.get(entry["target"]) if entry and entry.get("target") in TARGETS else None
     if target is None:  # a file with no report: its target is known only from the name `vjepa-edge export` gives

@@ -199,11 +199,9 @@ def estimate(cost: Cost, device: DeviceProfile, target: str, *, host: HostCalibr
         bandwidth = _bandwidth(device)
     efficiency, error, basis = _efficiency(klass, precision, cal, host)
     runtime = klass.split("/")[2] if klass.count("/") == 2 else backend
-    terms = cal.terms(
-        dense=cost.dense_flops,
-        attn=cost.attn_flops,
-        bytes=cost.weight_bytes + cost.activation_bytes,
-        ops=cost.ops,
+    terms = _cost_terms(
+        cal,
+        cost,
         peak_gops=peak,
         bandwidth_gbs=bandwidth,
         efficiency=efficiency,
@@ -214,6 +212,17 @@ def estimate(cost: Cost, device: DeviceProfile, target: str, *, host: HostCalibr
     if soc is not None:
         basis += f"; {soc.label}'s own fitted speed"
     return _make(terms, device, target, unit, precision, klass, basis, error, soc, peak, source)
+
+
+def _cost_terms(cal: Calibration, cost: Cost, **device: Any) -> Terms:
+    """The model's terms for `cost` on a unit described by `device` (peak, bandwidth, efficiency, ...)."""
+    return cal.terms(
+        dense=cost.dense_flops,
+        attn=cost.attn_flops,
+        bytes=cost.weight_bytes + cost.activation_bytes,
+        ops=cost.ops,
+        **device,
+    )
 
 
 def _efficiency(
@@ -286,16 +295,7 @@ def calibrate_host(host: DeviceProfile, measurements: Sequence[tuple[Cost, float
         if not (isinstance(ms, int | float) and math.isfinite(ms) and ms > 0):
             raise ConfigError(f"host measurement {ms!r} ms: need a positive time")
         peak, _ = _peak(host, unit, peak_order("cpu", cost.precision), cost.precision)
-        t = cal.terms(
-            dense=cost.dense_flops,
-            attn=cost.attn_flops,
-            bytes=cost.weight_bytes + cost.activation_bytes,
-            ops=cost.ops,
-            peak_gops=peak,
-            bandwidth_gbs=bandwidth,
-            efficiency=1.0,
-            attention=1.0,
-        )
+        t = _cost_terms(cal, cost, peak_gops=peak, bandwidth_gbs=bandwidth, efficiency=1.0, attention=1.0)
         row = (t.dense_ms + t.attention_ms, t.memory_ms + t.overhead_ms, float(ms))
         seen.setdefault(_host_key(cost.precision), []).append(row)
     efficiency, error = {}, {}

@@ -18,7 +18,6 @@ Vulkan or QNN .pte) raises `CannotRunError` before anything is loaded: the calle
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import math
 import tempfile
@@ -40,7 +39,6 @@ RuntimeName = Literal["executorch", "onnxruntime"]
 RUNTIMES: dict[str, RuntimeName] = {".pte": "executorch", ".onnx": "onnxruntime"}
 # Delegates the Linux wheel registers but that need their device's hardware (QNN: a Snapdragon HTP).
 NEEDS_DEVICE = {"QnnBackend": "the Qualcomm HTP of a Snapdragon device"}
-REPORT = "export_report.json"  # what `vjepa-edge export` writes beside its artifacts
 # ExecuTorch ScalarType codes (MethodMeta.input_tensor_meta(i).dtype()) -> torch dtype names.
 SCALAR_TYPES = {0: "uint8", 1: "int8", 2: "int16", 3: "int32", 4: "int64", 5: "float16", 6: "float32", 7: "float64"}
 SCALAR_TYPES |= {11: "bool", 15: "bfloat16"}
@@ -130,15 +128,10 @@ def artifact_runtime(path: Path) -> RuntimeName:
 
 def report_target(path: Path) -> str | None:
     """The export target `vjepa-edge export` recorded for `path` in the report beside it (None: no entry)."""
-    report = path.parent / REPORT
-    try:
-        entries = json.loads(report.read_text()) if report.is_file() else {}
-    except (OSError, json.JSONDecodeError):
-        return None  # an unreadable report says nothing; the artifact itself is checked next
-    for entry in entries.values() if isinstance(entries, dict) else ():
-        if isinstance(entry, dict) and Path(str(entry.get("artifact", ""))).name == path.name:
-            return entry.get("target")
-    return None
+    from vjepa_edge.profile.artifacts import export_entry
+
+    entry = export_entry(path)
+    return entry.get("target") if entry else None
 
 
 def pte_backends(path: Path) -> list[str]:
