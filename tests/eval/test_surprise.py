@@ -1,0 +1,260 @@
+"""Intuitive-physics surprise: V-JEPA's future-token prediction error on a tiny model, an oracle predictor (zero
+surprise), a hand-made pixel world model on hand-made pairs (accuracy 1, identical clips 1/2), the student path on
+a masked distill run's layout, determinism and the random-init baseline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tests.conftest import pico_predictor_arch
+from vjepa_edge.data.physics import VOE_KINDS, VoEPair
+from vjepa_edge.errors import ConfigError
+from vjepa_edge.eval.surprise import (
+    TIE,
+    VoEResult,
+    context_split,
+    pair_clips,
+    random_init_vjepa,
+    render_voe_pairs,
+    student_surprise_model,
+    surprise,
+    teacher_surprise_model,
+    voe_pairwise,
+)
+from vjepa_edge.models.arch import EncoderArch, VJEPAArch
+from vjepa_edge.models.inputs import InputSpec
+from vjepa_edge.models.vit import gather_tokens
+from vjepa_edge.models.vjepa import VJEPA
+
+# 8 frames at 32 px, tubelet 2, patch 8: a 4 x 4 x 4 token grid
+ENCODER = EncoderArch(
+    embed_dim=48, depth=2, num_heads=3, mlp_hidden=192, patch_size=8, tubelet_size=2, num_frames=8, img_size=32
+)
+SPEC = InputSpec(frames=8, size=32, tubelet=2, patch=8)
+
+
+@pytest.fixture(scope="module")
+def model() -> VJEPA:
+    torch.manual_seed(7)  # not the random-init baseline's seed
+    m = VJEPA(VJEPAArch(version="vjepa2", encoder=ENCODER, predictor=pico_predictor_arch("rope"), target_encoder=True))
+    with torch.no_grad():  # a target encoder unlike the encoder, and non-zero mask tokens
+        for p in [*m.target_encoder.parameters(), *m.predictor.mask_tokens]:
+            p.add_(torch.randn_like(p) * 0.1)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def pairs() -> list[VoEPair]:
+    return render_voe_pairs(len(VOE_KINDS), seed=3, frames=8, size=32)
+
+
+class Oracle:
+    """The teacher's target encoder standing in for its predictor: returns the target tokens exactly."""
+
+    def __init__(self, model: VJEPA) -> None:
+        self.inner = teacher_surprise_model(model)
+        self.input_spec = self.inner.input_spec
+
+    def context(self, clip, idx):
+        self._targets = self.inner.target(clip)
+        return self.inner.context(clip, idx)
+
+    def predict(self, tokens, ctx_idx, tgt_idx):
+        return gather_tokens(self._targets, tgt_idx)
+
+    def target(self, clip):
+        return self.inner.target(clip)
+
+
+class PixelPersistence:
+    """A hand-made world model: tokens are the raw pixels of each tubelet, the future is the last context step."""
+
+    input_spec = SPEC
+
+    def context(self, clip, idx):
+        return gather_tokens(self.target(clip), idx)
+
+    def predict(self, tokens, ctx_idx, tgt_idx):
+        hw = 16
+        return tokens[:, -hw:].repeat(1, tgt_idx.shape[1] // hw, 1)
+
+    def target(self, clip):
+        B, C = clip.shape[:2]
+        x = clip.reshape(B, C, 4, 2, 4, 8, 4, 8).permute(0, 2, 4, 6, 1, 3, 5, 7)
+        return x.reshape(B, 64, -1)
+
+
+def _square_pair(diverge: int = 4, *, same: bool = False) -> VoEPair:
+    """A static grey square; in the impossible clip it vanishes at `diverge` (unless `same`)."""
+    possible = np.full((8, 32, 32, 3), 40, np.uint8)
+    possible[:, 8:20, 10:22] = 200
+    impossible = possible.copy()
+    if not same:
+        impossible[diverge:, 8:20, 10:22] = 40
+    return VoEPair(
+        possible=possible, impossible=impossible, kind="vanishes", diverge_frame=diverge, event_frame=diverge, fps=8.0
+    )
+
+
+def test_surprise_shape_and_values(model: VJEPA, pairs: list[VoEPair]) -> None:
+    clips = pair_clips([p.possible for p in pairs[:2]] + [p.impossible for p in pairs[:2]], SPEC)
+    assert clips.shape == (4, 3, 8, 32, 32)
+    s = surprise(model, clips, context_steps=1)
+    assert s.shape == (4, 3) and s.dtype == torch.float32 and torch.isfinite(s).all() and (s > 0).all()
+    assert surprise(model, clips, context_steps=3).shape == (4, 1)
+
+
+def test_teacher_surprise_is_the_pretraining_l1_per_future_step(model: VJEPA, pairs: list[VoEPair]) -> None:
+    """Context encoder on the first 2 steps alone, predictor at every later token, LayerNorm'ed target encoder."""
+    clips = pair_clips([p.impossible for p in pairs[:3]], SPEC)
+    ctx, tgt = (i.expand(3, -1) for i in context_split((4, 4, 4), 2))
+    assert ctx.shape == (3, 32) and tgt[0].tolist() == list(range(32, 64))
+    with torch.no_grad():
+        pred = model.predictor(model.encoder(clips, ctx), ctx, tgt, mask_index=1)
+        h = F.layer_norm(model.target_encoder(clips), (48,))[:, 32:]
+    expected = (pred - h).abs().reshape(3, 2, 16, 48).mean(dim=(2, 3))
+    torch.testing.assert_close(surprise(model, clips, context_steps=2), expected)
+    # the target encoder as the context encoder is another model
+    other = surprise(teacher_surprise_model(model, context_encoder="target_encoder"), clips, context_steps=2)
+    assert not torch.allclose(other, expected)
+
+
+def test_an_oracle_predictor_has_zero_surprise(model: VJEPA, pairs: list[VoEPair]) -> None:
+    clips = pair_clips([p.possible for p in pairs] + [p.impossible for p in pairs], SPEC)
+    assert torch.equal(surprise(Oracle(model), clips, context_steps=2), torch.zeros(len(clips), 2))
+    result = voe_pairwise(Oracle(model), pairs, context_steps=2, batch_size=4)
+    assert result.accuracy("max") == result.accuracy("mean") == TIE  # every pair ties
+
+
+def test_pairwise_accuracy_on_hand_made_pairs() -> None:
+    """The impossible future differs: the persistence model is surprised by it alone (accuracy 1); identical clips
+    tie (1/2); the context already showing the change leaves nothing to be surprised by."""
+    model = PixelPersistence()
+    result = voe_pairwise(model, [_square_pair(4), _square_pair(6)], context_steps=2, batch_size=1)
+    assert (result.possible == 0).all() and (result.impossible.amax(dim=1) > 0).all()
+    assert result.impossible[1, 0] == 0 < result.impossible[1, 1]  # frames 4-5 still agree; 6-7 (step 3) differ
+    assert result.accuracy("max") == result.accuracy("mean") == 1.0
+    d = result.to_dict()
+    assert d["overall"]["accuracy_max"] == 1.0 and d["kinds"]["vanishes"]["diverge_in_future"]["pairs"] == 2
+    assert d["kinds"]["vanishes"]["curve_possible"] == [0.0, 0.0]
+    same = voe_pairwise(model, [_square_pair(same=True)] * 3, context_steps=2)
+    assert same.accuracy("max") == same.accuracy("mean") == 0.5
+    seen = voe_pairwise(model, [_square_pair(2)], context_steps=2)  # vanished in the context: a static future
+    assert seen.accuracy("max") == 0.5 and seen.to_dict()["overall"]["diverge_in_future"]["accuracy_max"] is None
+
+
+def test_result_scores_ties_and_subsets() -> None:
+    r = VoEResult(
+        kinds=("a", "a", "b", "b"),
+        diverge_frames=(2, 6, 6, 6),
+        possible=torch.tensor([[1.0, 1.0], [1.0, 3.0], [2.0, 2.0], [1.0, 1.0]]),
+        impossible=torch.tensor([[2.0, 0.0], [2.0, 2.5], [2.0, 2.0], [0.0, 0.5]]),
+        context_steps=2,
+        frames_per_step=2,
+    )
+    # max: right, wrong, tie, wrong; mean: tie, right, tie, wrong
+    assert r.accuracy("max") == pytest.approx(1.5 / 4) and r.accuracy("mean") == pytest.approx(2 / 4)
+    assert r.accuracy("max", "a") == 0.5 and r.accuracy("mean", "b") == 0.25
+    assert r.accuracy("max", "a", future_only=True) == 0.0  # the first pair diverges in the 4 context frames
+    assert r.curves("a") == ([1.0, 2.0], [2.0, 1.25])
+    assert json.loads(json.dumps(r.to_dict()))["kinds"]["b"]["pairs"] == 2
+    with pytest.raises(ConfigError, match="score"):
+        r.accuracy("median")  # type: ignore[arg-type]
+
+
+def test_voe_pairwise_is_deterministic_and_batch_invariant(model: VJEPA, pairs: list[VoEPair]) -> None:
+    a = voe_pairwise(model, pairs, context_steps=2, batch_size=4)
+    b = voe_pairwise(model, pairs, context_steps=2, batch_size=4)
+    c = voe_pairwise(model, pairs, context_steps=2, batch_size=1)
+    assert a.to_dict() == b.to_dict()
+    torch.testing.assert_close(a.possible, c.possible, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(a.impossible, c.impossible, rtol=1e-4, atol=1e-5)
+    d = a.to_dict()
+    assert set(d["kinds"]) == set(VOE_KINDS) and d["overall"]["pairs"] == len(VOE_KINDS)
+    assert d["future_steps"] == 2 and d["context_frames"] == 4 and d["primary"] == "max"
+    assert [p.diverge_frame for p in render_voe_pairs(2, seed=3, frames=8, size=32)] == list(a.diverge_frames[:2])
+
+
+def test_random_init_baseline(model: VJEPA) -> None:
+    state = torch.random.get_rng_state()
+    fresh, again = random_init_vjepa(model, seed=0), random_init_vjepa(model, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert fresh.arch == model.arch and not fresh.training
+    for (k, a), b in zip(fresh.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+    for a, b in zip(fresh.target_encoder.parameters(), fresh.encoder.parameters(), strict=True):
+        assert torch.equal(a, b)  # the EMA target starts as a copy of the encoder
+    assert not torch.equal(fresh.encoder.blocks[0].attn.qkv.weight, model.encoder.blocks[0].attn.qkv.weight)
+    other = random_init_vjepa(model, seed=1)
+    assert not torch.equal(other.encoder.blocks[0].attn.qkv.weight, fresh.encoder.blocks[0].attn.qkv.weight)
+
+
+def test_refusals(model: VJEPA, pairs: list[VoEPair]) -> None:
+    clips = pair_clips([pairs[0].possible], SPEC)
+    for steps in (0, 4):
+        with pytest.raises(ConfigError, match="context_steps"):
+            surprise(model, clips, context_steps=steps)
+    with pytest.raises(ConfigError, match="takes"):
+        surprise(model, clips[:, :, :4], context_steps=1)
+    with pytest.raises(ConfigError, match="predictor"):
+        teacher_surprise_model(VJEPA(VJEPAArch(version="vjepa2", encoder=ENCODER)))
+
+
+def _masked_layout(root: Path, loss: dict) -> Path:
+    """The layout a distill run leaves (student, recipe.json, a checkpoint whose state holds the head), with random
+    weights (as tests/export/test_predictor.py's `masked_layout`)."""
+    from tests.distill.conftest import tiny_recipe
+    from tests.export.conftest import tiny_student
+    from vjepa_edge.distill.losses import DistillHead
+    from vjepa_edge.models.checkpoint import save_vjepa
+    from vjepa_edge.models.vjepa import student_model
+    from vjepa_edge.runinfo import write_json
+    from vjepa_edge.runs import RunDir
+
+    run = RunDir(root / "run")
+    student = tiny_student()
+    save_vjepa(student_model(student), run.student)
+    write_json(run.recipe, tiny_recipe(root / "teacher.safetensors", root / "cache", loss=loss).to_dict())
+    step = run.checkpoints / "step_0000004"
+    step.mkdir(parents=True)
+    save_vjepa(student_model(student), step / "model.safetensors")
+    torch.manual_seed(1)
+    head = DistillHead(48, 40, tuple(student.grid), masked=loss["kind"] == "masked", pred_dim=24, pred_depth=2)
+    torch.save({"head": head.state_dict()}, step / "state.pt")
+    return run.root
+
+
+def test_student_surprise_predicts_its_own_projected_tokens(tmp_path: Path) -> None:
+    """Student grid 2 x 4 x 4 (4 frames at 32 px): context = step 0, target = the projected student tokens of step 1."""
+    from vjepa_edge.distill.head import load_head
+    from vjepa_edge.models.checkpoint import load_vjepa
+    from vjepa_edge.runs import RunDir
+
+    loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
+    run = _masked_layout(tmp_path / "masked", loss)
+    model = student_surprise_model(run)
+    spec = model.input_spec
+    assert spec.grid == (2, 4, 4)
+    pair = render_voe_pairs(2, seed=1, frames=8, size=32)
+    clips = pair_clips([p.possible for p in pair], spec)  # 8 rendered frames, every 2nd kept
+    assert clips.shape == (2, 3, 4, 32, 32)
+    s = surprise(model, clips, context_steps=1)
+    encoder = load_vjepa(RunDir(run).student).encoder.eval()
+    head = load_head(RunDir(run), encoder)
+    ctx, tgt = torch.arange(16).expand(2, -1), torch.arange(16, 32).expand(2, -1)
+    with torch.no_grad():
+        pred = head.projector(head.predictor(encoder(clips, ctx), ctx, tgt, mask_index=0))
+        target = head.projector(encoder(clips))[:, 16:]
+    assert s.shape == (2, 1)
+    torch.testing.assert_close(s, (pred - target).abs().mean(dim=(1, 2)).unsqueeze(1))
+    result = voe_pairwise(model, pair, context_steps=1)
+    assert result.frames_per_step == 4  # tubelet 2 of a clip subsampled from 8 frames to 4
+    latent = _masked_layout(tmp_path / "latent", {"kind": "latent"})
+    with pytest.raises(ConfigError, match="masked"):
+        student_surprise_model(latent)
