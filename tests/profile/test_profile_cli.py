@@ -106,3 +106,33 @@ def test_bad_input_is_refused_before_any_measurement(exported_run: Path, tmp_pat
     shutil.copy(next((exported_run / "export").glob("*.pte")), stray)
     result = runner.invoke(app, ["profile", str(tmp_path / "missing.pte")])
     assert result.exit_code == 1 and "no such artifact" in result.output
+
+
+@pytest.mark.parametrize("target", ["xnnpack-fp32", "onnx-fp32"])
+def test_artifact_encoder_tokens_match_the_eager_student(exported_run: Path, target: str) -> None:
+    """The artifact as a frozen encoder (what the probes of the shipped model read): its runtime's tokens are the
+    eager student's, with the student's token grid."""
+    import torch
+
+    from tests.export.conftest import tiny_student
+    from vjepa_edge.export.encoder import ArtifactEncoder
+
+    enc = ArtifactEncoder(next((exported_run / "export").glob(f"{target}.*")))
+    student = tiny_student()
+    clips = torch.randn(3, *student.input_spec.shape(1)[1:])
+    with torch.inference_mode():
+        ref = student(clips)
+    out = enc(clips)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert enc.token_grid(clips) == student.input_spec.grid
+
+
+def test_artifact_encoder_needs_the_export_report(exported_run: Path, tmp_path: Path) -> None:
+    from vjepa_edge.errors import ConfigError
+    from vjepa_edge.export.encoder import ArtifactEncoder
+
+    stray = tmp_path / "stray.pte"
+    shutil.copy(exported_run / "export" / "xnnpack-fp32.pte", stray)
+    with pytest.raises(ConfigError, match="export_report.json"):
+        ArtifactEncoder(stray)

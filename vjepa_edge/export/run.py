@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-REPORT = "export_report.json"
+from vjepa_edge.export.artifacts import REPORT  # noqa: E402 - one name for the report file
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -128,7 +128,7 @@ def artifact_runtime(path: Path) -> RuntimeName:
 
 def report_target(path: Path) -> str | None:
     """The export target `vjepa-edge export` recorded for `path` in the report beside it (None: no entry)."""
-    from vjepa_edge.profile.artifacts import export_entry
+    from vjepa_edge.export.artifacts import export_entry
 
     entry = export_entry(path)
     return entry.get("target") if entry else None

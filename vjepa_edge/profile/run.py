@@ -1,7 +1,7 @@
 """`vjepa-edge profile ARTIFACT_OR_RUN --device NAME|all`: does the student fit the device's frame budget?
 
 Everything refusable is refused first: the devices (`devices/*.toml`, strictly), the options, the artifacts
-(`vjepa_edge.profile.artifacts`). Then, per device:
+(`vjepa_edge.export.artifacts`). Then, per device:
 
 - **measured** where the artifact can run: on `host` (this machine: `vjepa_edge.profile.measure`, every raw sample
   kept, the per-operator breakdown from ExecuTorch's ETDump read by its Inspector or onnxruntime's profiler), or
@@ -28,7 +28,7 @@ from typing import Any
 
 from vjepa_edge.config import check_count
 from vjepa_edge.errors import ConfigError, VjepaEdgeError
-from vjepa_edge.profile.artifacts import Artifact, find_artifacts
+from vjepa_edge.export.artifacts import Artifact, find_artifacts
 from vjepa_edge.profile.devices import DeviceProfile, get_device, list_devices
 from vjepa_edge.runinfo import write_json
 

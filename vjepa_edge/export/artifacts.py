@@ -1,4 +1,5 @@
-"""What `vjepa-edge profile ARTIFACT_OR_RUN` profiles: exported artifacts, each with its target and student.
+"""Exported artifacts found by path or run folder, each with its target and student (what `profile` and the
+probes of the shipped model read).
 
 An artifact written by `vjepa-edge export` has its entry in the `export_report.json` beside it: its target, the
 student it came from and its input shape, which give the artifact's FLOPs and bytes for the estimates. A run
@@ -16,7 +17,7 @@ from vjepa_edge.errors import ConfigError
 from vjepa_edge.export.targets import SUFFIXES, TARGETS, Target
 from vjepa_edge.runs import RunDir
 
-REPORT = "export_report.json"  # the name vjepa_edge.export.run writes
+REPORT = "export_report.json"  # beside every artifact `vjepa-edge export` writes (vjepa_edge.export.run)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -28,6 +29,7 @@ class Artifact:
     student: Path | None  # the student .safetensors it was exported from (None: no export report)
     input_shape: tuple[int, ...] | None
     run: RunDir | None
+    entry: dict | None = None  # its entry in export_report.json (None: none)
 
     @property
     def name(self) -> str:
@@ -68,7 +70,7 @@ def _from_entry(path: Path, entry: dict | None, run: RunDir | None) -> Artifact:
         target = TARGETS.get(stem) if stem in TARGETS and TARGETS.get(stem).suffix == path.suffix else None
     student = Path(entry["student"]) if entry and entry.get("student") else None
     shape = tuple(entry["input_shape"]) if entry and entry.get("input_shape") else None
-    return Artifact(path=path, target=target, student=student, input_shape=shape, run=run)
+    return Artifact(path=path, target=target, student=student, input_shape=shape, run=run, entry=entry)
 
 
 def find_artifacts(arg: str | Path) -> list[Artifact]:
