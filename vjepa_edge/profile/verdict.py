@@ -55,7 +55,8 @@ def _variants(arch: EncoderArch) -> list[tuple[str, EncoderArch]]:
 def alternatives(
     arch: Any, device: DeviceProfile, current_target: str, *, estimate_fn: Any, limit: int = 6
 ) -> list[dict[str, Any]]:
-    """Configurations estimated on `device`, those within its budget first (fastest first), then the rest.
+    """Configurations estimated on `device`: those within its budget, the smallest cut first (the slowest that still
+    fits); when none fits, the fastest first.
 
     `estimate_fn(cost, device, target) -> Estimate` (vjepa_edge.profile.estimate.estimate)."""
     from vjepa_edge.export.targets import get_target
@@ -92,6 +93,6 @@ def alternatives(
         for target in targets[:1]:
             add(f"{change}, target {target}", a, target)
     ok = [r for r in rows if "estimate_ms" in r]
-    ok.sort(key=lambda r: (not r["fits"], r["estimate_ms"] if r["fits"] else -r["estimate_ms"]))
-    fitting = [r for r in ok if r["fits"]]
+    # Within budget: the smallest cut first (the slowest configuration that still fits); none fits: fastest first.
+    fitting = sorted((r for r in ok if r["fits"]), key=lambda r: -r["estimate_ms"])
     return (fitting or sorted(ok, key=lambda r: r["estimate_ms"]))[:limit]
