@@ -58,7 +58,7 @@ def _files(tmp: Path) -> dict[str, Path]:
 # case -> (sections to change in recipes/vit_s.toml, file keys for teacher/data, words the error must contain)
 CASES: dict[str, tuple[dict[str, dict[str, Any]], dict[str, str], tuple[str, ...]]] = {
     "size-not-divisible-by-patch": ({"student": {"size": 72}}, {}, ("72", "patch")),
-    "frames-not-divisible-by-tubelet": ({"student": {"frames": 6}}, {}, ("6", "tubelet")),
+    "frames-not-divisible-by-tubelet": ({"student": {"frames": 7}}, {}, ("7", "tubelet")),
     "student-frames-do-not-divide-teacher": ({"student": {"frames": 12}}, {}, ("student.frames=12", "16 frames")),
     "lr-nan": ({"optim": {"lr": math.nan}}, {}, ("optim.lr", "nan")),
     "lr-inf": ({"optim": {"lr": math.inf}}, {}, ("optim.lr", "inf")),

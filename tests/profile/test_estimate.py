@@ -103,6 +103,7 @@ def test_cost_of_the_student_matches_flop_counter_mode():
     assert c.weight_bytes == c.params  # one byte a weight at w8a8
 
 
+@pytest.mark.slow  # builds timm models (7 s); `uv run python bench/estimator_calibration.py --check` recounts all 30
 def test_committed_costs_match_a_recount():
     """Two cheap models of the published table, recounted from their builders (bench/estimator_calibration.py)."""
     bench, costs = _bench("estimator_calibration"), load_published().costs

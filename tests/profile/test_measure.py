@@ -106,6 +106,7 @@ def test_mlpackage_refused(tmp_path: Path) -> None:
         measure_host(package)
 
 
+@pytest.mark.slow  # lowers a Core ML program (9 s); the .mlpackage refusal above covers the same path
 def test_coreml_pte_refused(tmp_path_factory: pytest.TempPathFactory) -> None:
     with pytest.raises(CannotRunError, match="CoreMLBackend, which cannot run here.*an estimate is given instead"):
         measure_host(coreml_pte(tmp_path_factory))
