@@ -57,7 +57,17 @@ def _device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-class TeacherSurprise:
+class _EncoderContext:
+    """The context path both surprise models share: their encoder on the context tokens alone."""
+
+    encoder: nn.Module
+
+    def context(self, clip: Tensor, idx: Tensor) -> Tensor:
+        d = _device(self.encoder)
+        return self.encoder(clip.to(d), idx.to(d))
+
+
+class TeacherSurprise(_EncoderContext):
     """A V-JEPA model: `context_encoder` (the online encoder by default) + predictor at `mask_index`, against the
     LayerNorm'ed target encoder (the encoder when the file holds no target encoder)."""
 
@@ -65,10 +75,6 @@ class TeacherSurprise:
         self.encoder, self.predictor, self.target_encoder = encoder.eval(), predictor.eval(), target_encoder.eval()
         self.mask_index = mask_index
         self.input_spec = encoder.input_spec
-
-    def context(self, clip: Tensor, idx: Tensor) -> Tensor:
-        d = _device(self.encoder)
-        return self.encoder(clip.to(d), idx.to(d))
 
     def predict(self, tokens: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
         d = _device(self.predictor)
@@ -98,7 +104,7 @@ def teacher_surprise_model(
     return TeacherSurprise(encoder, model.predictor, target, mask_index=mask_index)
 
 
-class StudentSurprise:
+class StudentSurprise(_EncoderContext):
     """A distilled student and its head. The predictor (with the projector) predicts teacher-space tokens; the
     target is the student's own encoder on the whole clip through the same projector.
 
@@ -109,10 +115,6 @@ class StudentSurprise:
     def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module) -> None:
         self.encoder, self.projector, self.predictor = encoder.eval(), projector.eval(), predictor.eval()
         self.input_spec = encoder.input_spec
-
-    def context(self, clip: Tensor, idx: Tensor) -> Tensor:
-        d = _device(self.encoder)
-        return self.encoder(clip.to(d), idx.to(d))
 
     def predict(self, tokens: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
         d = _device(self.predictor)

@@ -17,10 +17,6 @@ from vjepa_edge.runinfo import atomic_open
 FITS, OVER = "#2e7d32", "#c62828"
 
 
-def _latency(r: dict[str, Any]) -> float:
-    return r["p50_ms"]
-
-
 def _breakdown_row(results: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The measured run whose operators are shown: the fastest measured ExecuTorch program (its delegate split is
     the interesting part), else the fastest measured run."""
@@ -42,7 +38,7 @@ def plot_profile(results: list[dict[str, Any]], path: str | Path, *, title: str 
     ax = axes[0][0]
     labels, ys = [], list(range(len(shown)))
     for y, r in zip(ys, shown, strict=True):
-        ms = _latency(r)
+        ms = r["p50_ms"]
         colour = FITS if r["fits"] else OVER
         if r["measured"]:
             hi = (r.get("p90_ms") or ms) - ms

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from vjepa_edge.errors import ConfigError
 from vjepa_edge.models.arch import EncoderArch
 from vjepa_edge.profile.devices import DeviceProfile
 
@@ -72,7 +73,7 @@ def alternatives(
         try:
             t = get_target(target)
             est = estimate_fn(arch_cost(a, t.precision), device, target)
-        except Exception as e:  # noqa: BLE001 - an alternative that cannot be estimated is left out, not fatal
+        except ConfigError as e:  # an alternative the profile cannot estimate (no peak, no unit) is listed as such
             rows.append({"change": change, "target": target, "error": str(e)})
             return
         rows.append(
