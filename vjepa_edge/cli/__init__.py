@@ -13,6 +13,7 @@ from vjepa_edge.cli import distill as _distill
 from vjepa_edge.cli import export as _export
 from vjepa_edge.cli import profile as _profile
 from vjepa_edge.cli import quantize as _quantize
+from vjepa_edge.cli import report as _report
 from vjepa_edge.cli import teacher as _teacher
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command(name="list")(_distill.list_things)
 app.command(name="quantize")(_quantize.quantize)
 app.command(name="export")(_export.export)
 app.command(name="profile")(_profile.profile)
+app.command(name="report")(_report.report)
 app.add_typer(_teacher.app, name="teacher")
 app.add_typer(_data.app, name="data")
 

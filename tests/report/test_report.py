@@ -1,0 +1,180 @@
+"""`vjepa-edge report`: a run folder (synthetic, tests/report/fake_run.py) rendered to report.html and report.md."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.report.fake_run import full_run, minimal_run
+from vjepa_edge.cli import app
+from vjepa_edge.report import write_report
+
+runner = CliRunner()
+
+SECTIONS = ["summary", "accuracy", "cosine", "size", "latency", "voe", "training", "times", "environment"]
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = full_run(tmp_path_factory.mktemp("full") / "run")
+    return root, write_report(root).to_dict()
+
+
+@pytest.fixture(scope="module")
+def minimal(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    root = minimal_run(tmp_path_factory.mktemp("minimal") / "run")
+    return root, write_report(root).to_dict()
+
+
+def _figures(page: str) -> int:
+    return len(re.findall(r'<(?:svg|img) class="figure"', page))
+
+
+def test_full_run_has_every_section_and_figure(full: tuple[Path, dict]) -> None:
+    root, result = full
+    page, md = Path(result["html"]).read_text(), Path(result["md"]).read_text()
+    assert result["sections"] == SECTIONS
+    # accuracy, cosine, size, latency, profile.png, voe, 2 examples, training, teacher training, times
+    assert result["figures"] == _figures(page) == 11
+    assert f'data-figures-expected="{result["figures"]}"' in page
+    for key in SECTIONS:
+        assert f'<section id="{key}">' in page and f'<a id="{key}"></a>' in md
+    assert "not run yet" not in page and "not run yet" not in md
+    # headline numbers and the per-source rows
+    for needle in (
+        "vit_t",
+        "vit_tiny",
+        "56.0 %",  # teacher probe
+        "58.0 %",  # student probe
+        "int8 probe (xnnpack-int8)",
+        "1 fit (host); 1 over (rayban_meta)",  # the deploy block's verdicts win over profile.json
+        "artifact xnnpack-int8 vs eager",
+        "xnnpack-int8 artifact vs student",  # eval.json cosine_to_student
+        "deploy: profile",
+        "deploy stage profile failed: no device attached",
+        "Test CPU",
+        "teleport",
+        "16 matched possible/impossible pairs; each model sees 3 context steps",
+    ):
+        assert needle in page, needle
+        assert needle in md, needle
+    # every Markdown image exists, relative to the run folder; the profile plot is linked where it is
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(links) == result["figures"]
+    assert "profile/profile.png" in links
+    assert all((root / link).is_file() for link in links)
+
+
+def test_html_is_self_contained(full: tuple[Path, dict]) -> None:
+    page = Path(full[1]["html"]).read_text()
+    assert "<link" not in page and "<script src" not in page and "@import" not in page
+    assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
+    assert re.findall(r'<img class="figure"[^>]* src="([^"]{0,22})', page) == ["data:image/png;base64,"]
+    assert "Content-Security-Policy" in page
+
+
+def test_minimal_run_shows_the_commands_to_run(minimal: tuple[Path, dict]) -> None:
+    root, result = minimal
+    page, md = Path(result["html"]).read_text(), Path(result["md"]).read_text()
+    assert result["sections"] == SECTIONS
+    assert result["figures"] == _figures(page) == 5  # accuracy, cosine, size (from params), training, times
+    for command in (
+        f"vjepa-edge quantize {root} --scheme xnnpack-int8",
+        f"vjepa-edge export {root} --target xnnpack-int8",
+        f"vjepa-edge profile {root} --device all",
+        f"vjepa-edge eval {root}",
+    ):
+        assert f"<code>{command}</code>" in page, command
+        assert f"`{command}`" in md, command
+    latency = page.split('<section id="latency">')[1].split("</section>")[0]
+    assert "not run yet" in latency and "--device all" in latency
+    voe = md.split('<a id="voe"></a>')[1].split('<a id="training"></a>')[0]
+    assert "not run yet" in voe and f"vjepa-edge eval {root}" in voe
+    assert "not exported yet" in page
+
+
+def test_missing_and_broken_parts_degrade(tmp_path: Path) -> None:
+    root = full_run(tmp_path / "run")
+    (root / "env.json").unlink()
+    (root / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n{"step": 2, "lo')  # cut by a crash
+    (root / "quant" / "xnnpack-int8" / "quant_report.json").write_text("{not json")
+    (root / "eval" / "voe_examples.npz").write_bytes(b"truncated")
+    ev = json.loads((root / "eval" / "eval.json").read_text())
+    ev["stages"]["student"]["voe"] = {"overall": "odd"}
+    del ev["stages"]["teacher"]["probe"]
+    ev["examples"]["pairs"][0]["surprise"] = None
+    (root / "eval" / "eval.json").write_text(json.dumps(ev))
+    report = json.loads((root / "report.json").read_text())
+    report["student"] = "vit_tiny"  # a string where a table was
+    report["stages"] = {"training": "slow"}
+    (root / "report.json").write_text(json.dumps(report))
+    result = write_report(root)
+    page = result.html.read_text()
+    assert result.figures == _figures(page)
+    assert "could not be read as a JSON object" in page
+    assert "missing or unreadable: curves only" in page
+    env = page.split('<section id="environment">')[1]
+    assert "not run yet" in env and "vjepa-edge distill --recipe vit_t" in env
+
+
+def test_report_json_alone(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    root.mkdir()
+    (root / "report.json").write_text("{}")
+    result = write_report(root)
+    assert result.sections == tuple(SECTIONS)
+    assert "not run yet" in result.md.read_text()
+
+
+def test_cli_json_last_line(tmp_path: Path) -> None:
+    root = minimal_run(tmp_path / "run")
+    result = runner.invoke(app, ["report", str(root), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output.strip().splitlines()[-1])
+    assert out["html"] == str(root / "report.html") and out["md"] == str(root / "report.md")
+    assert out["figures"] == 5 and out["sections"] == SECTIONS
+    assert not list(root.glob(".report*.tmp"))  # atomic writes leave no temp file
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "no_report", "teacher_run", "bad_json"])
+def test_bad_input_is_refused_before_any_work(tmp_path: Path, case: str) -> None:
+    path = tmp_path / "run"
+    if case == "file":
+        path.write_text("x")
+    elif case != "missing":
+        path.mkdir()
+        if case == "teacher_run":
+            (path / "config.json").write_text("{}")
+        if case == "bad_json":
+            (path / "report.json").write_text("[1, 2]")
+    result = runner.invoke(app, ["report", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+    assert "error:" in result.output and "hint:" in result.output and result.exception is not None
+    assert json.loads(result.stdout.strip().splitlines()[-1])["kind"] == "CheckpointError"
+    if path.is_dir():
+        assert sorted(p.name for p in path.iterdir()) in (["config.json"], ["report.json"], [])
+
+
+def test_bad_input_as_a_user_sees_it(tmp_path: Path) -> None:
+    """The real entry point: one error line, one hint line, exit code 1, no traceback."""
+    result = subprocess.run(
+        [sys.executable, "-m", "vjepa_edge", "report", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert "is not a finished distill run: it has no report.json" in result.stderr
+    assert "hint:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_import_is_lean() -> None:
+    code = (
+        "import sys, vjepa_edge.report, vjepa_edge.cli.report;"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
