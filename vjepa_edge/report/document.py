@@ -30,6 +30,7 @@ class Table:
     header: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     classes: tuple[str, ...] = ()  # per row: "" or a CSS class ("fits", "over") the HTML renderer applies
+    code: tuple[int, ...] = ()  # columns shown as code (commands, paths)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

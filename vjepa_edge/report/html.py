@@ -28,7 +28,8 @@ th, td { border-bottom: 1px solid #eeeeee; padding: 4px 10px; text-align: left; 
 th { background: #f5f5f5; }
 tr.fits td:last-child { color: #2e7d32; font-weight: 600; }
 tr.over td:last-child { color: #c62828; font-weight: 600; }
-tr.missing td:nth-child(2) { color: #ef6c00; }
+tr.missing td:nth-child(2) { color: #ef6c00; font-weight: 600; }
+tr.done td:nth-child(2) { color: #2e7d32; }
 code { font-family: ui-monospace, monospace; font-size: 12px; background: #f5f5f5; padding: 1px 4px;
        border-radius: 3px; }
 .missing { border-left: 4px solid #ef6c00; background: #fff8e1; padding: 6px 10px; margin: 8px 0; }
@@ -100,5 +101,6 @@ def _table(t: Table) -> str:
     for i, row in enumerate(t.rows):
         cls = t.classes[i] if i < len(t.classes) and t.classes[i] else ""
         attr = f' class="{esc(cls)}"' if cls else ""
-        rows.append(f"<tr{attr}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+        cells = (f"<code>{esc(c)}</code>" if j in t.code else esc(c) for j, c in enumerate(row))
+        rows.append(f"<tr{attr}>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     return "<table>" + head + "".join(rows) + "</table>"

@@ -34,7 +34,10 @@ def _block(b: Block, links: dict[str, str]) -> str:
     if isinstance(b, Table):
         header = b.header if any(b.header) else tuple(" " for _ in b.header)
         lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in b.rows]
+        lines += [
+            "| " + " | ".join(f"`{cell(c)}`" if j in b.code else cell(c) for j, c in enumerate(row)) + " |"
+            for row in b.rows
+        ]
         return "\n".join(lines)
     if isinstance(b, Figure):
         alt = b.caption.replace("[", "(").replace("]", ")")

@@ -125,7 +125,7 @@ def summary(s: RunSummary, cmd: Commands) -> Section:
             (
                 f"int8 probe ({scheme})",
                 f"{pct(num(q, 'probe_acc_int8'))} (fp32 {pct(num(q, 'probe_acc_fp32'))}), "
-                f"feature cosine to fp32 {fmt(num(q, 'feature_cosine'))}",
+                f"feature cosine to fp32 {fmt(num(q, 'feature_cosine'), '.5f')}",
             )
         )
     fp32 = num(q, "size_fp32_bytes") if q else None
@@ -178,8 +178,8 @@ def _pipeline(s: RunSummary, cmd: Commands) -> Table:
         ("eval", s.eval is not None, str(s.run.root / "eval" / "eval.json"), cmd.eval),
     ]
     rows = tuple((name, "done" if ok else "not run yet", what if ok else c) for name, ok, what, c in steps)
-    classes = tuple("fits" if ok else "missing" for _, ok, _, _ in steps)
-    return Table(header=("stage", "state", "output / command"), rows=rows, classes=classes)
+    classes = tuple("done" if ok else "missing" for _, ok, _, _ in steps)
+    return Table(header=("stage", "state", "output / command"), rows=rows, classes=classes, code=(2,))
 
 
 def _figure(name: str, caption: str, draw: Any, *args: Any, **kwargs: Any) -> Figure:
