@@ -108,6 +108,7 @@ def test_missing_and_broken_parts_degrade(tmp_path: Path) -> None:
     ev = json.loads((root / "eval" / "eval.json").read_text())
     ev["stages"]["student"]["voe"] = {"overall": "odd"}
     del ev["stages"]["teacher"]["probe"]
+    ev["stages"]["random_teacher"].update(probe={}, probe_acc=None)  # scored on surprise only
     ev["examples"]["pairs"][0]["surprise"] = None
     (root / "eval" / "eval.json").write_text(json.dumps(ev))
     report = json.loads((root / "report.json").read_text())
@@ -119,6 +120,9 @@ def test_missing_and_broken_parts_degrade(tmp_path: Path) -> None:
     assert result.figures == _figures(page)
     assert "could not be read as a JSON object" in page
     assert "missing or unreadable: curves only" in page
+    accuracy = page.split('<section id="accuracy">')[1].split("</section>")[0]
+    assert "random teacher" not in accuracy and "fp32 student" in accuracy
+    assert "random teacher" in page.split('<section id="voe">')[1]
     env = page.split('<section id="environment">')[1]
     assert "not run yet" in env and "vjepa-edge distill --recipe vit_t" in env
 

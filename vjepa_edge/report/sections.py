@@ -199,6 +199,8 @@ def accuracy(s: RunSummary, cmd: Commands) -> Section:
             first = next(iter(probe.values()), None) if isinstance(probe, dict) and probe else None
             per = {lab: num(first, "labels", lab) for lab in labels}
             acc = num(st, "probe_acc") if num(st, "probe_acc") is not None else num(first, "acc")
+            if acc is None and all(v is None for v in per.values()):
+                continue  # a stage scored on surprise only (the random-init teacher)
             rows.append((text(st, "label") or name, per, acc, num(st, "retention")))
         source = f"{s.run.root / 'eval' / 'eval.json'}"
     else:
