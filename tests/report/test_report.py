@@ -99,6 +99,19 @@ def test_minimal_run_shows_the_commands_to_run(minimal: tuple[Path, dict]) -> No
     assert "not exported yet" in page
 
 
+def test_commands_follow_the_recipes_deploy_names(tmp_path: Path) -> None:
+    root = minimal_run(tmp_path / "run")
+    deploy = {"scheme": "xnnpack-int8-dyn", "target": "xnnpack-fp32", "devices": ["quest3", "rpi5"]}
+    (root / "recipe.json").write_text(json.dumps({"name": "vit_t", "deploy": deploy}))
+    md = write_report(root).md.read_text()
+    for command in (
+        f"vjepa-edge quantize {root} --scheme xnnpack-int8-dyn",
+        f"vjepa-edge export {root} --target xnnpack-fp32",
+        f"vjepa-edge profile {root} --device quest3 --device rpi5",
+    ):
+        assert f"`{command}`" in md, command
+
+
 def test_missing_and_broken_parts_degrade(tmp_path: Path) -> None:
     root = full_run(tmp_path / "run")
     (root / "env.json").unlink()

@@ -8,6 +8,7 @@ report.json over the individual stage reports.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,27 @@ def fmt(v: float | None, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+@dataclass(frozen=True, slots=True)
 class Commands:
-    """The command that produces each missing part of a run."""
+    """The command that produces each missing part of a run, with the scheme, target and devices of the run's
+    recipe ([deploy]) where it names them."""
 
-    def __init__(self, s: RunSummary) -> None:
-        self.run, self.name = str(s.run.root), s.name
+    run: str
+    name: str
+    scheme: str = DEFAULT_SCHEME
+    target: str = DEFAULT_SCHEME
+    devices: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, s: RunSummary) -> Commands:
+        devices = get(s.recipe, "deploy", "devices")
+        return cls(
+            run=str(s.run.root),
+            name=s.name,
+            scheme=text(s.recipe, "deploy", "scheme") or DEFAULT_SCHEME,
+            target=text(s.recipe, "deploy", "target") or DEFAULT_SCHEME,
+            devices=tuple(d for d in devices if isinstance(d, str)) if isinstance(devices, list) else (),
+        )
 
     @property
     def distill(self) -> str:
@@ -47,15 +64,16 @@ class Commands:
 
     @property
     def quantize(self) -> str:
-        return f"vjepa-edge quantize {self.run} --scheme {DEFAULT_SCHEME}"
+        return f"vjepa-edge quantize {self.run} --scheme {self.scheme}"
 
     @property
     def export(self) -> str:
-        return f"vjepa-edge export {self.run} --target {DEFAULT_SCHEME}"
+        return f"vjepa-edge export {self.run} --target {self.target}"
 
     @property
     def profile(self) -> str:
-        return f"vjepa-edge profile {self.run} --device all"
+        devices = " ".join(f"--device {d}" for d in self.devices) or "--device all"
+        return f"vjepa-edge profile {self.run} {devices}"
 
     @property
     def eval(self) -> str:
@@ -63,7 +81,7 @@ class Commands:
 
 
 def build_document(s: RunSummary) -> Document:
-    cmd = Commands(s)
+    cmd = Commands.of(s)
     sections = (
         summary(s, cmd),
         accuracy(s, cmd),
