@@ -142,7 +142,8 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
         result = runner.invoke(
-            app, ["distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--no-progress", "--json"]
+            app,
+            ["distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--no-progress", "--no-deploy"],
         )
         assert result.exit_code == 0, result.output
         sheet = tmp_path / "sheet.png"
@@ -165,7 +166,15 @@ def test_torchrun_distill_through_the_cli_exits_0_on_both_ranks(tmp_path: Path) 
         ),
     )
     r = run_two_processes(
-        "vjepa_edge", "distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--no-progress", module=True
+        "vjepa_edge",
+        "distill",
+        "--recipe",
+        str(recipe),
+        "--out",
+        str(tmp_path / "run"),
+        "--no-progress",
+        "--no-deploy",
+        module=True,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Traceback" not in r.stderr

@@ -10,6 +10,7 @@ import typer
 
 from vjepa_edge.cli import data as _data
 from vjepa_edge.cli import distill as _distill
+from vjepa_edge.cli import eval as _eval
 from vjepa_edge.cli import export as _export
 from vjepa_edge.cli import profile as _profile
 from vjepa_edge.cli import quantize as _quantize
@@ -30,6 +31,7 @@ app.command(name="quantize")(_quantize.quantize)
 app.command(name="export")(_export.export)
 app.command(name="profile")(_profile.profile)
 app.command(name="report")(_report.report)
+app.command(name="eval")(_eval.eval_command)
 app.add_typer(_teacher.app, name="teacher")
 app.add_typer(_data.app, name="data")
 

@@ -41,6 +41,28 @@ def _render_distill(rep: dict[str, Any]) -> None:
         t.add_row("teacher-feature cache", f"{rep['cache']['bytes'] / 1e6:.0f} MB")
     console.print(t)
     console.print(f"student: {rep['student_path']}\nreport:  {Path(rep['run_dir']) / 'report.json'}")
+    if rep.get("deploy"):
+        _render_deploy(rep["deploy"])
+
+
+def _render_deploy(d: dict[str, Any]) -> None:
+    t = Table(title="deploy", title_justify="left")
+    for col in ("stage", "status", "seconds", "detail"):
+        t.add_column(col, justify="right" if col == "seconds" else "left")
+    colour = {"ok": "green", "failed": "red", "skipped": "yellow"}
+    for name, s in d["stages"].items():
+        detail = "" if s["status"] == "ok" else f"{s['error']}; rerun: {s['command']}"
+        t.add_row(name, f"[{colour[s['status']]}]{s['status']}", f"{s['seconds']:.0f}", detail)
+    console.print(t)
+    for device, v in d["verdicts"].items():
+        how = "measured" if v["measured"] else "estimated"
+        fits = "[green]fits" if v["fits"] else "[red]over budget"
+        p50 = "-" if v["p50_ms"] is None else f"{v['p50_ms']:.2f} ms"
+        console.print(f"{device:<12} {v['target']:<14} {p50:>10} ({how}) of {v['budget_ms']:.1f} ms: {fits}")
+    if d.get("artifact"):
+        console.print(f"artifact: {d['artifact']}")
+    if d.get("report_html"):
+        console.print(f"report:   {d['report_html']}")
 
 
 @command(_render_distill)
@@ -50,17 +72,33 @@ def distill(
     data: Annotated[str | None, typer.Option(help="Data source: physics, a directory, a CSV or a video.")] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder to write (default runs/distill/RECIPE).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    deploy: Annotated[
+        bool, typer.Option(help="Then quantize, export, profile, eval and report (the recipe's [deploy]).")
+    ] = True,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     json_out: JsonOpt = False,
 ) -> dict[str, Any] | None:
-    """Distill a V-JEPA teacher into a small ViT student; writes the student and report.json to the run folder."""
+    """Distill a V-JEPA teacher into a small ViT student, then deploy it (int8 artifact, verdicts, report) unless
+    --no-deploy; writes everything into the run folder."""
     from vjepa_edge.distill.recipe import load_recipe
     from vjepa_edge.distill.train import distill as run_distill
 
     r = load_recipe(recipe, **_overrides(teacher, data))
-    result = run_distill(r, out, resume=resume, progress=progress and not json_out)
+    result = run_distill(r, out, resume=resume, progress=progress and not json_out, deploy=deploy)
     if not result.report:  # a rank other than 0 of a torchrun job: rank 0 reports
         return None
+    failed = (result.report.get("deploy") or {}).get("failed")
+    if failed:  # the student and the stages before are in place; say which stage failed and how to rerun it
+        from vjepa_edge.errors import VjepaEdgeError
+
+        stage = result.report["deploy"]["stages"][failed]
+        if not json_out:
+            _render_distill({"run_dir": str(result.run_dir), **result.report})
+        raise VjepaEdgeError(
+            f"deploy stage {failed} failed: {stage['error']} (the student and the stages before it are in "
+            f"{result.run_dir})",
+            hint=f"{stage.get('hint') or 'fix the cause'}; then rerun it: {stage['command']}",
+        )
     return {"run_dir": str(result.run_dir), **result.report}
 
 

@@ -168,7 +168,6 @@ def _render_probe(r: dict[str, Any]) -> None:
     console.print(t)
 
 
-PROBE_KINDS = ("grid", "attentive", "linear")
 PARTS = ("auto", "target_encoder", "encoder")
 
 
@@ -176,6 +175,7 @@ def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, te
     """Every probe option checked before the checkpoint is read or a feature extracted."""
     from vjepa_edge.config import MAX_FPS, check_count, check_number
     from vjepa_edge.data.physics import LABELS
+    from vjepa_edge.eval.probe import PROBE_KINDS
 
     p: list[str] = []
     if not labels:

@@ -84,11 +84,13 @@ def distill(
     resume: bool = False,
     progress: bool = True,
     stop_after: int | None = None,
+    deploy: bool = False,
 ) -> DistillResult:
-    """Distill (or resume distilling) `recipe` into run folder `out` (default runs/distill/NAME).
+    """Distill (or resume distilling) `recipe` into run folder `out` (default runs/distill/NAME); with `deploy`, then
+    run the recipe's deploy stages on it (`vjepa_edge.distill.deploy`: quantize, export, profile, eval, report).
     `stop_after` ends this process's work at that step after a checkpoint, as if killed (tests)."""
     out = Path(out) if out is not None else RUNS / recipe.name
-    validate_recipe(recipe, out=out)  # every problem at once, before anything is written or computed
+    validate_recipe(recipe, out=out, deploy=deploy)  # every problem at once, before anything is written or computed
     info, recipe = start_run(
         out,
         recipe,
@@ -100,6 +102,10 @@ def distill(
     )
     d = _Distiller(recipe, out, info, progress=progress)
     steps, report = d.run(resume=resume, stop_after=stop_after)
+    if deploy and report and info.is_main and steps >= recipe.optim.steps:
+        from vjepa_edge.distill.deploy import deploy as run_deploy
+
+        report = {**report, "deploy": run_deploy(out, recipe, progress=progress).to_dict()}
     return DistillResult(out, steps, d.weights, report=report, model=d.student)
 
 

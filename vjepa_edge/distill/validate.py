@@ -66,8 +66,9 @@ def _fit_problems(recipe: Recipe, teacher, student) -> list[str]:
     return []
 
 
-def recipe_problems(recipe: Recipe, *, out: str | Path | None = None) -> list[str]:
-    """Every problem of `recipe` that can be found without compute (empty when it can run)."""
+def recipe_problems(recipe: Recipe, *, out: str | Path | None = None, deploy: bool = False) -> list[str]:
+    """Every problem of `recipe` that can be found without compute (empty when it can run); with `deploy`, also
+    what would stop its deploy stages."""
     from vjepa_edge.data.sources import source_problems
     from vjepa_edge.paths import out_dir_problems
 
@@ -84,11 +85,15 @@ def recipe_problems(recipe: Recipe, *, out: str | Path | None = None) -> list[st
         problems += source_problems(recipe.data.source, batch_size=recipe.data.batch_size)
     if out is not None:
         problems += out_dir_problems(out)
+    if deploy:
+        from vjepa_edge.distill.deploy import deploy_problems
+
+        problems += deploy_problems(recipe)
     return problems
 
 
-def validate_recipe(recipe: Recipe, *, out: str | Path | None = None) -> None:
+def validate_recipe(recipe: Recipe, *, out: str | Path | None = None, deploy: bool = False) -> None:
     """Raise one ConfigError listing every problem of `recipe` (and of the run folder `out`) found before compute."""
-    problems = recipe_problems(recipe, out=out)
+    problems = recipe_problems(recipe, out=out, deploy=deploy)
     if problems:
         raise ConfigError(f"invalid recipe {recipe.name}", problems=problems, hint=HINT)

@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 DEFAULT_LABELS = ("event", "direction")
 
 
+def probe_clips(spec: ClipSpec, *, train_clips: int, test_clips: int, seed: int) -> tuple[Any, Any]:
+    """The labelled probe clips (train from the `val` stream, test from the `test` stream), rendered once."""
+    train_set = PhysicsDataset(spec, length=train_clips, seed=seed, split="val").render()
+    test_set = PhysicsDataset(spec, length=test_clips, seed=seed, split="test").render()
+    return train_set, test_set
+
+
 def physics_probe(
     encoders: dict[str, nn.Module],
     *,
@@ -48,9 +55,7 @@ def physics_probe(
 ) -> dict[str, dict[str, ProbeResult]]:
     """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips.
     `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache."""
-    # Rendered once (or found in the store), then read by every encoder.
-    train_set = PhysicsDataset(spec, length=train_clips, seed=seed, split="val").render()
-    test_set = PhysicsDataset(spec, length=test_clips, seed=seed, split="test").render()
+    train_set, test_set = probe_clips(spec, train_clips=train_clips, test_clips=test_clips, seed=seed)
     results: dict[str, dict[str, ProbeResult]] = {}
     for name, encoder in encoders.items():
         kw = dict(autocast_dtype=autocast_dtype, device=device, progress=progress)

@@ -31,8 +31,8 @@ from vjepa_edge.models.vit import VisionTransformer
 
 log = logging.getLogger(__name__)
 
-ProbeKind = Literal["attentive", "linear", "grid"]
-PROBE_KINDS: tuple[str, ...] = ("attentive", "linear", "grid")
+ProbeKind = Literal["attentive", "attentive4", "linear", "grid"]
+PROBE_KINDS: tuple[str, ...] = ("attentive", "attentive4", "linear", "grid")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -208,25 +208,51 @@ class AttentiveProbe(nn.Module):
     Parameter names follow V-JEPA 2's `AttentiveClassifier` (`pooler.query_tokens`,
     `pooler.cross_attention_block.{norm1,xattn.q,xattn.kv,norm2,mlp.fc1,mlp.fc2}`, `linear`).
     `forward(x)` = `classify(prepare(x))`; `prepare` has no parameters, so the heads of a sweep share it.
+    `depth` 4 is V-JEPA 2's probe (`pooler.blocks.{0,1,2}`: three self-attention blocks on the tokens before the
+    cross-attention); depth 1 is V-JEPA 1's.
     """
 
-    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0) -> None:
+    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0, depth: int = 1) -> None:
         super().__init__()
-        self.pooler = AttentivePooler(dim, num_heads or default_num_heads(dim))
+        heads = num_heads or default_num_heads(dim)
+        self.pooler = AttentivePooler(dim, heads)
+        if depth > 1:
+            from vjepa_edge.models.layers import Block
+
+            self.pooler.blocks = nn.ModuleList(Block(dim, heads, 4 * dim, eps=1e-5) for _ in range(depth - 1))
+            for m in self.pooler.blocks.modules():
+                if isinstance(m, nn.Linear):
+                    nn.init.trunc_normal_(m.weight, std=0.02)
+                    nn.init.zeros_(m.bias)
         self.linear = nn.Linear(dim, num_classes)
         nn.init.trunc_normal_(self.linear.weight, std=0.02)
         nn.init.zeros_(self.linear.bias)
 
-    def prepare(self, x: Tensor) -> Tensor:
-        """Tokens [B, N, D] (any float dtype) -> float32 tokens normalised by norm1 without its affine."""
+    def _normalise(self, x: Tensor) -> Tensor:
         norm = self.pooler.cross_attention_block.norm1
-        return F.layer_norm(x.float(), norm.normalized_shape, eps=norm.eps)
+        return F.layer_norm(x, norm.normalized_shape, eps=norm.eps)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """Tokens [B, N, D] (any float dtype) -> float32 tokens, normalised by norm1 without its affine when the
+        cross-attention reads them directly (depth 1)."""
+        return x.float() if hasattr(self.pooler, "blocks") else self._normalise(x.float())
 
     def classify(self, xn: Tensor) -> Tensor:
+        if hasattr(self.pooler, "blocks"):
+            for block in self.pooler.blocks:
+                xn = block(xn)
+            xn = self._normalise(xn)
         return self.linear(self.pooler(xn))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.classify(self.prepare(x))
+
+
+class AttentiveProbe4(AttentiveProbe):
+    """V-JEPA 2's four-block attentive probe (three self-attention blocks, then the cross-attention block)."""
+
+    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0) -> None:
+        super().__init__(dim, num_classes, num_heads=num_heads, depth=4)
 
 
 class LinearProbe(nn.Module):
@@ -281,7 +307,11 @@ class GridLinearProbe(nn.Module):
         return self.classify(self.prepare(x))
 
 
-_PROBES: dict[str, type[AttentiveProbe] | type[LinearProbe]] = {"attentive": AttentiveProbe, "linear": LinearProbe}
+_PROBES: dict[str, type[AttentiveProbe] | type[LinearProbe]] = {
+    "attentive": AttentiveProbe,
+    "attentive4": AttentiveProbe4,
+    "linear": LinearProbe,
+}
 
 
 def _is_int(v: Any) -> bool:

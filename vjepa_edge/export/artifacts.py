@@ -111,3 +111,12 @@ def find_artifacts(arg: str | Path) -> list[Artifact]:
         f"{p} is neither an exported artifact ({', '.join(SUFFIXES)}) nor a distill run folder",
         hint="pass RUN/export/TARGET.pte (vjepa-edge export writes it) or the run folder itself",
     )
+
+
+def predictor_artifacts(run: RunDir) -> list[Artifact]:
+    """The predictors `vjepa-edge export --part predictor` left in the run's export folder (those still there)."""
+    return [
+        _from_entry(Path(e["artifact"]), e, run)
+        for e in _entries(run.export).values()
+        if isinstance(e, dict) and e.get("part") == "predictor" and Path(e.get("artifact", "")).exists()
+    ]

@@ -50,6 +50,7 @@ class QuantizeOptions:
     labels: tuple[str, ...] = ("event", "direction")
     qat_steps: int = 60
     qat_lr: float = 2e-5
+    evaluate: bool = True  # probe and cosine on held-out clips (the deploy stages leave this to `vjepa-edge eval`)
 
     def problems(self) -> list[str]:
         p: list[str] = []
@@ -186,7 +187,10 @@ def quantize(
     seconds = time.perf_counter() - t1
     folder.mkdir(parents=True, exist_ok=True)
     files = program.save(folder)
-    evaluation = evaluate_program(model, program, clip, options, seed=seed, progress=progress)
+    if options.evaluate:
+        evaluation = evaluate_program(model, program, clip, options, seed=seed, progress=progress)
+    else:
+        evaluation = {"feature_cosine": None, "probe_acc_fp32": None, "probe_acc_int8": None, "note": "not evaluated"}
     fp32_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     report = {
         "scheme": scheme.name,
