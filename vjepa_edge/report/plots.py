@@ -34,7 +34,7 @@ def to_svg(fig: Any) -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(buf, format="svg")
+        fig.savefig(buf, format="svg", metadata={"Date": None})  # the same run gives the same page
     svg = buf.getvalue()
     return svg[svg.index("<svg") :]
 
