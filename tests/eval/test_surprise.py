@@ -1,6 +1,7 @@
 """Intuitive-physics surprise: V-JEPA's future-token prediction error on a tiny model, an oracle predictor (zero
 surprise), a hand-made pixel world model on hand-made pairs (accuracy 1, identical clips 1/2), the student path on
-a masked distill run's layout, determinism and the random-init baseline."""
+a masked distill run's layout (eager, a full-clip encoder with the held context, an exported predictor),
+determinism, the random-init baselines, and pairs whose clips share the context (`diverge_after`)."""
 
 from __future__ import annotations
 
@@ -11,16 +12,19 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from tests.conftest import pico_predictor_arch
-from vjepa_edge.data.physics import VOE_KINDS, VoEPair
+from vjepa_edge.data.physics import VOE_KINDS, VoEPair, generate_voe_pair
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.eval.surprise import (
     TIE,
     VoEResult,
     context_split,
+    hold_future,
     pair_clips,
     random_init_vjepa,
+    random_student_surprise_model,
     render_voe_pairs,
     student_surprise_model,
     surprise,
@@ -111,18 +115,22 @@ def test_surprise_shape_and_values(model: VJEPA, pairs: list[VoEPair]) -> None:
 
 
 def test_teacher_surprise_is_the_pretraining_l1_per_future_step(model: VJEPA, pairs: list[VoEPair]) -> None:
-    """Context encoder on the first 2 steps alone, predictor at every later token, LayerNorm'ed target encoder."""
+    """Context encoder (the target encoder by default) on the first 2 steps alone, predictor at every later token,
+    LayerNorm'ed target encoder."""
     clips = pair_clips([p.impossible for p in pairs[:3]], SPEC)
     ctx, tgt = (i.expand(3, -1) for i in context_split((4, 4, 4), 2))
     assert ctx.shape == (3, 32) and tgt[0].tolist() == list(range(32, 64))
-    with torch.no_grad():
-        pred = model.predictor(model.encoder(clips, ctx), ctx, tgt, mask_index=1)
-        h = F.layer_norm(model.target_encoder(clips), (48,))[:, 32:]
-    expected = (pred - h).abs().reshape(3, 2, 16, 48).mean(dim=(2, 3))
-    torch.testing.assert_close(surprise(model, clips, context_steps=2), expected)
-    # the target encoder as the context encoder is another model
-    other = surprise(teacher_surprise_model(model, context_encoder="target_encoder"), clips, context_steps=2)
-    assert not torch.allclose(other, expected)
+    h = F.layer_norm(model.target_encoder(clips), (48,))[:, 32:].detach()
+    for name, encoder in (("target_encoder", model.target_encoder), ("encoder", model.encoder)):
+        with torch.no_grad():
+            pred = model.predictor(encoder(clips, ctx), ctx, tgt, mask_index=1)
+        expected = (pred - h).abs().reshape(3, 2, 16, 48).mean(dim=(2, 3))
+        got = surprise(teacher_surprise_model(model, context_encoder=name), clips, context_steps=2)
+        torch.testing.assert_close(got, expected)
+        if name == "target_encoder":
+            torch.testing.assert_close(surprise(model, clips, context_steps=2), expected)  # the default
+        else:  # the online encoder as the context encoder is another model
+            assert not torch.allclose(got, surprise(model, clips, context_steps=2))
 
 
 def test_an_oracle_predictor_has_zero_surprise(model: VJEPA, pairs: list[VoEPair]) -> None:
@@ -258,3 +266,179 @@ def test_student_surprise_predicts_its_own_projected_tokens(tmp_path: Path) -> N
     latent = _masked_layout(tmp_path / "latent", {"kind": "latent"})
     with pytest.raises(ConfigError, match="masked"):
         student_surprise_model(latent)
+
+
+# -- pairs whose clips share the context -------------------------------------------------------------------------
+def test_diverge_after_is_honoured_for_every_kind() -> None:
+    """8 frames, diverge_after 4 (the first half): identical frames 0-3 in every kind, `vanishes` included (its
+    event is hidden before the divergence); 0 keeps the default stream (same pairs as not asking)."""
+    pairs = render_voe_pairs(len(VOE_KINDS), seed=3, frames=8, size=32, diverge_after=4)
+    assert [p.kind for p in pairs] == list(VOE_KINDS)
+    for p in pairs:
+        assert 4 <= p.diverge_frame <= 6, p.kind
+        assert np.array_equal(p.possible[: p.diverge_frame], p.impossible[: p.diverge_frame]), p.kind
+        assert all((p.possible[k] != p.impossible[k]).any() for k in range(p.diverge_frame, 8)), p.kind
+    default = render_voe_pairs(len(VOE_KINDS), seed=3, frames=8, size=32)
+    assert any(p.diverge_frame < 4 for p in default)  # the option changes something at this seed
+    for p, q in zip(default, render_voe_pairs(len(VOE_KINDS), seed=3, frames=8, size=32, diverge_after=0), strict=True):
+        assert p.diverge_frame == q.diverge_frame and np.array_equal(p.impossible, q.impossible)
+
+
+def test_diverge_after_is_validated() -> None:
+    for bad in (-1, 7, 2.5, True):
+        with pytest.raises(ConfigError, match="diverge_after"):
+            generate_voe_pair(0, frames=8, size=32, diverge_after=bad)  # type: ignore[arg-type]
+    # reachable in principle (6 = frames - 2) but not by a passes_through pair in 2 draws: a ConfigError, not a bug
+    with pytest.raises(ConfigError, match="diverging after frame 6") as e:
+        generate_voe_pair(0, frames=8, size=32, kind="passes_through", diverge_after=6, attempts=2)
+    assert "earlier" in (e.value.hint or "")
+
+
+def test_context_of_future_diverging_pairs_is_the_same(model: VJEPA) -> None:
+    """diverge_after = the context's frames: both clips' context tokens (either path) are equal, only targets differ."""
+    pairs = render_voe_pairs(3, seed=5, frames=8, size=32, diverge_after=4)
+    clips = pair_clips([p.possible for p in pairs] + [p.impossible for p in pairs], SPEC)
+    ctx = context_split(SPEC.grid, 2)[0].expand(6, -1)
+    for context in ("tokens", "hold"):
+        m = teacher_surprise_model(model, context=context)
+        with torch.no_grad():
+            z = m.context(clips, ctx)
+        torch.testing.assert_close(z[:3], z[3:], rtol=0, atol=1e-6)
+
+
+# -- the held context ----------------------------------------------------------------------------------------------
+class FullClip(nn.Module):
+    """A full-clip encoder as a device runs one (clips -> tokens, no token indices), here the eager student."""
+
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.input_spec, self.calls = encoder, encoder.input_spec, []
+
+    def forward(self, clip: torch.Tensor) -> torch.Tensor:
+        self.calls.append(clip.clone())
+        return self.inner(clip)
+
+
+def test_hold_context_is_the_encoder_on_the_held_clip(model: VJEPA, pairs: list[VoEPair]) -> None:
+    clips = pair_clips([p.impossible for p in pairs[:2]], SPEC)
+    held = hold_future(clips, 4)
+    assert torch.equal(held[:, :, :4], clips[:, :, :4]) and (held[:, :, 4:] == clips[:, :, 3:4]).all()
+    ctx = context_split(SPEC.grid, 2)[0].expand(2, -1)
+    hold = teacher_surprise_model(model, context_encoder="encoder", context="hold")
+    with torch.no_grad():
+        expected = gather_tokens(model.encoder(held), ctx)
+        torch.testing.assert_close(hold.context(clips, ctx), expected)
+        assert not torch.allclose(expected, model.encoder(clips, ctx))  # attention over the held steps: another path
+
+
+def test_hold_context_never_sees_the_future(model: VJEPA, pairs: list[VoEPair]) -> None:
+    """Changing a frame after the context leaves the held context unchanged; changing a context frame does not."""
+    clips = pair_clips([pairs[0].possible], SPEC)
+    ctx = context_split(SPEC.grid, 2)[0][None]
+    hold = teacher_surprise_model(model, context="hold")
+    future, past = clips.clone(), clips.clone()
+    future[:, :, 4:] = torch.randn_like(future[:, :, 4:])
+    past[:, :, 3] += 1.0
+    with torch.no_grad():
+        z = hold.context(clips, ctx)
+        assert torch.equal(hold.context(future, ctx), z)
+        assert not torch.allclose(hold.context(past, ctx), z)
+
+
+def test_student_with_a_full_clip_encoder_and_held_context(tmp_path: Path) -> None:
+    """student_surprise_model(run, encoder=<clips -> tokens>, context="hold"): the encoder only ever gets whole
+    clips (targets, and the clip held after step 0), and the surprise is the eager student's with that context."""
+    from vjepa_edge.models.checkpoint import load_vjepa
+    from vjepa_edge.runs import RunDir
+
+    loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
+    run = _masked_layout(tmp_path, loss)
+    encoder = FullClip(load_vjepa(RunDir(run).student).encoder.eval())
+    with pytest.raises(ConfigError, match="whole clips") as e:
+        student_surprise_model(run, encoder=encoder)  # context "tokens" needs the eager encoder's token indices
+    assert "context='hold'" in (e.value.hint or "")
+    held_model = student_surprise_model(run, encoder=encoder, context="hold")
+    eager = student_surprise_model(run, context="hold")
+    clips = pair_clips([p.possible for p in render_voe_pairs(2, seed=1, frames=8, size=32)], eager.input_spec)
+    s = surprise(held_model, clips, context_steps=1)
+    assert all(c.shape == clips.shape for c in encoder.calls) and len(encoder.calls) == 2
+    assert torch.equal(encoder.calls[0], hold_future(clips, 2))  # the context: frames 0-1, then frame 1 held
+    torch.testing.assert_close(s, surprise(eager, clips, context_steps=1))
+    assert not torch.allclose(s, surprise(student_surprise_model(run), clips, context_steps=1))
+
+
+def test_random_student_baseline(tmp_path: Path) -> None:
+    loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
+    run = _masked_layout(tmp_path, loss)
+    state = torch.random.get_rng_state()
+    fresh, again = random_student_surprise_model(run, seed=0), random_student_surprise_model(run, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    trained, other = student_surprise_model(run), random_student_surprise_model(run, seed=1)
+    assert fresh.input_spec == trained.input_spec
+    for a, b, c in zip(
+        fresh.encoder.state_dict().values(),
+        again.encoder.state_dict().values(),
+        trained.encoder.state_dict().values(),
+        strict=True,
+    ):
+        assert torch.equal(a, b) and a.shape == c.shape
+    assert torch.equal(fresh.projector.weight, again.projector.weight)
+    assert not torch.equal(fresh.projector.weight, trained.projector.weight)
+    assert not torch.equal(fresh.projector.weight, other.projector.weight)
+    clips = pair_clips([p.possible for p in render_voe_pairs(1, seed=1, frames=8, size=32)], fresh.input_spec)
+    assert surprise(fresh, clips, context_steps=1).shape == (1, 1)
+
+
+def test_predictor_artifact_refuses_other_splits(tmp_path: Path) -> None:
+    """The split comes from the export report beside the file (here written by hand, as `vjepa-edge export` writes
+    it for a 8 x 4 x 4 grid's first half); another K / M is refused before the runtime runs, and so is the wrong
+    part both ways."""
+    from vjepa_edge.export.encoder import ArtifactEncoder, PredictorArtifact
+
+    path = tmp_path / "predictor-onnx-fp32.onnx"
+    path.write_bytes(b"not run")
+    info = {"context": "first-half", "grid": [8, 4, 4], "context_tokens": 64, "target_tokens": 64}
+    entry = {"target": "onnx-fp32", "part": "predictor", "artifact": str(path), "input_shape": [[1, 64, 48]]}
+    (tmp_path / "export_report.json").write_text(json.dumps({"predictor-onnx-fp32": {**entry, "predictor": info}}))
+    artifact = PredictorArtifact(path)
+    artifact.check_split(64, 64)
+    for k, m in ((48, 80), (64, 16)):  # context_steps 3; all-but-last
+        with pytest.raises(ConfigError, match="predicts 64 target tokens from 64 context tokens") as e:
+            artifact(torch.zeros(1, k, 48), torch.arange(k)[None], torch.arange(k, k + m)[None])
+        assert "context_steps=4" in (e.value.hint or "")
+    with pytest.raises(ConfigError, match="not an exported encoder"):
+        ArtifactEncoder(path)
+    encoder = tmp_path / "onnx-fp32.onnx"
+    encoder.write_bytes(b"not run")
+    (tmp_path / "export_report.json").write_text(
+        json.dumps({"onnx-fp32": {"target": "onnx-fp32", "artifact": str(encoder), "input_shape": [1, 3, 16, 64, 64]}})
+    )
+    with pytest.raises(ConfigError, match="not an exported predictor"):
+        PredictorArtifact(encoder)
+
+
+@pytest.mark.slow  # an ONNX export: ~15 s on 2 cores
+def test_exported_predictor_runs_and_refuses_other_splits(tmp_path: Path) -> None:
+    """An onnx-fp32 predictor of the layout (first half of a 2 x 4 x 4 grid: K = M = 16) gives the eager
+    predictor's predictions and surprise; another K / M, or the wrong part, is refused with the split it takes."""
+    from vjepa_edge.export.encoder import ArtifactEncoder, PredictorArtifact
+    from vjepa_edge.export.run import ExportOptions, export
+
+    loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
+    run = _masked_layout(tmp_path, loss)
+    options = ExportOptions(target="onnx-fp32", part="predictor", verify_clips=1)
+    path = export(run, options, out=tmp_path / "predictor.onnx", progress=False).path
+    artifact = PredictorArtifact(path)
+    assert (artifact.context_tokens, artifact.target_tokens) == (16, 16)
+    eager = student_surprise_model(run)
+    exported = student_surprise_model(run, predictor=artifact)
+    clips = pair_clips([p.possible for p in render_voe_pairs(2, seed=1, frames=8, size=32)], eager.input_spec)
+    torch.testing.assert_close(
+        surprise(exported, clips, context_steps=1), surprise(eager, clips, context_steps=1), rtol=1e-4, atol=1e-5
+    )
+    ctx, tgt = torch.arange(8)[None], torch.arange(16, 32)[None]
+    with pytest.raises(ConfigError, match="predicts 16 target tokens from 16 context tokens") as e:
+        artifact(torch.zeros(1, 8, 48), ctx, tgt)
+    assert "context_steps=1" in (e.value.hint or "")
+    with pytest.raises(ConfigError, match="not an exported encoder"):
+        ArtifactEncoder(path)

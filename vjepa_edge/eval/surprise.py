@@ -8,14 +8,19 @@ possible / impossible clips (`generate_voe_pair`): a pair is right when the impo
 
 A model is anything with the small `SurpriseModel` interface, so the teacher and a distilled student share the
 code: `teacher_surprise_model(vjepa)` (encoder, predictor, target encoder) and `student_surprise_model(run)`
-(a masked distill run's student, projector and predictor). `random_init_vjepa` gives the untrained baseline of
-the same architecture (V-JEPA reports untrained networks near 50 %).
+(a masked distill run's student, projector and predictor, any of them replaceable by what a device runs: the int8
+program, exported artifacts). The context comes one of two ways (`CONTEXTS`): "tokens", V-JEPA's, the encoder on
+the context tokens alone; "hold", the encoder on the whole clip with its future frames held at the last context
+frame, which a fixed-shape full-clip encoder on a device can compute. `random_init_vjepa` and
+`random_student_surprise_model` give the untrained baselines of the same architectures (V-JEPA reports untrained
+networks near 50 %). Render the pairs with `diverge_after` = the context's frames, so both clips of a pair share
+the context and only the future tells them apart.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -44,7 +49,7 @@ class SurpriseModel(Protocol):
     input_spec: InputSpec
 
     def context(self, clip: Tensor, idx: Tensor) -> Tensor:
-        """The context encoder's tokens of the clip's tokens at `idx` alone (the rest never enters it)."""
+        """The context tokens at `idx`, computed from the clip's frames up to the last context step alone."""
 
     def predict(self, tokens: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
         """Predicted target-space tokens at `tgt_idx` from the context tokens at `ctx_idx`."""
@@ -53,27 +58,75 @@ class SurpriseModel(Protocol):
         """The target tokens of the whole clip, every position."""
 
 
-def _device(module: nn.Module) -> torch.device:
-    return next(module.parameters()).device
+Context = Literal["tokens", "hold"]
+CONTEXTS: tuple[Context, ...] = ("tokens", "hold")  # the first is V-JEPA's
 
 
-class _EncoderContext:
-    """The context path both surprise models share: their encoder on the context tokens alone."""
+def _device(module: Any) -> torch.device:
+    """Where a module's weights are (inputs go there); CPU for a runtime-backed callable (an artifact)."""
+    parameter = next(module.parameters(), None) if isinstance(module, nn.Module) else None
+    return parameter.device if parameter is not None else torch.device("cpu")
 
-    encoder: nn.Module
+
+def _eval(module: Any) -> Any:
+    return module.eval() if isinstance(module, nn.Module) else module
+
+
+def hold_future(clip: Tensor, frames: int) -> Tensor:
+    """A copy of clips [B, C, T, H, W] whose frames from `frames` on all show frame `frames - 1`: the future held
+    still at the context's last frame, so it carries nothing the context does not."""
+    if not 1 <= frames <= clip.shape[2]:
+        raise ConfigError(f"hold_future: frames={frames} of a {clip.shape[2]}-frame clip")
+    held = clip.clone()
+    held[:, :, frames:] = clip[:, :, frames - 1 : frames]
+    return held
+
+
+class _ContextPath:
+    """The context path every surprise model shares (`context` of `SurpriseModel`), in one of two ways:
+
+    - "tokens" (V-JEPA's): the encoder on the context tokens alone, `encoder(clip, idx)`; needs an encoder that
+      takes token indices (the eager ViT).
+    - "hold": the encoder on the whole clip with its future held at the last context frame (`hold_future`),
+      gathered at `idx`. Any full-clip encoder computes it: the int8 program or an exported artifact, which take
+      one fixed-shape clip. Attention still spans the held steps, so its tokens differ from "tokens"; but no
+      frame after the context enters, so both clips of a pair that agree up to there get the same context."""
+
+    encoder: Any
+    input_spec: InputSpec
+    context_mode: Context
 
     def context(self, clip: Tensor, idx: Tensor) -> Tensor:
         d = _device(self.encoder)
-        return self.encoder(clip.to(d), idx.to(d))
+        if self.context_mode == "tokens":
+            return self.encoder(clip.to(d), idx.to(d))
+        _, h, w = self.input_spec.grid
+        steps = int(idx.max()) // (h * w) + 1  # up to the context's last token time step
+        held = hold_future(clip, steps * self.input_spec.tubelet)
+        return gather_tokens(self.encoder(held.to(d)), idx.to(d))
 
 
-class TeacherSurprise(_EncoderContext):
+def _check_context(context: str) -> None:
+    if context not in CONTEXTS:
+        raise ConfigError(f"context {context!r}: one of {', '.join(CONTEXTS)}")
+
+
+class TeacherSurprise(_ContextPath):
     """A V-JEPA model: `context_encoder` (the online encoder by default) + predictor at `mask_index`, against the
     LayerNorm'ed target encoder (the encoder when the file holds no target encoder)."""
 
-    def __init__(self, encoder: nn.Module, predictor: nn.Module, target_encoder: nn.Module, *, mask_index: int) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        predictor: nn.Module,
+        target_encoder: nn.Module,
+        *,
+        mask_index: int,
+        context: Context = "tokens",
+    ) -> None:
+        _check_context(context)
         self.encoder, self.predictor, self.target_encoder = encoder.eval(), predictor.eval(), target_encoder.eval()
-        self.mask_index = mask_index
+        self.mask_index, self.context_mode = mask_index, context
         self.input_spec = encoder.input_spec
 
     def predict(self, tokens: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
@@ -86,14 +139,21 @@ class TeacherSurprise(_EncoderContext):
 
 
 def teacher_surprise_model(
-    model: VJEPA, *, context_encoder: Literal["encoder", "target_encoder"] = "encoder", mask_index: int = 1
+    model: VJEPA,
+    *,
+    context_encoder: Literal["encoder", "target_encoder"] = "target_encoder",
+    mask_index: int = 1,
+    context: Context = "tokens",
 ) -> TeacherSurprise:
     """The surprise model of a V-JEPA checkpoint with a predictor.
 
-    `context_encoder`: the encoder the predictor was trained with (default), or the EMA target encoder (the one
-    V-JEPA's evaluations load as "the model"). `mask_index`: the predictor's mask token; 1 is the embedded
+    `context_encoder`: the EMA target encoder (default: the one V-JEPA's evaluations load as "the model"), or the
+    encoder the predictor was trained with. On the embedded teacher (bench/voe_surprise.py, 90 future-diverging
+    pairs of seed 1, first half as context) the target encoder scored 66.7 % (max) against 57.8 %; the file's
+    encoder serves when it holds no target encoder. `mask_index`: the predictor's mask token; 1 is the embedded
     teacher's causal mask (its second `[[masks]]` entry, which predicts the second half of a clip from the first)
-    and the predictor's default; a V-JEPA 2 checkpoint trained only `mask_tokens[0]`."""
+    and the predictor's default; a V-JEPA 2 checkpoint trained only `mask_tokens[0]`. `context`: see
+    `_ContextPath` ("tokens", V-JEPA's, or "hold")."""
     if "predictor" not in model.parts:
         raise ConfigError(
             f"surprise needs a predictor; {model.source.path or 'the model'} holds {', '.join(model.parts)}",
@@ -101,32 +161,49 @@ def teacher_surprise_model(
         )
     target = model.target_encoder if "target_encoder" in model.parts else model.encoder
     encoder = target if context_encoder == "target_encoder" else model.encoder
-    return TeacherSurprise(encoder, model.predictor, target, mask_index=mask_index)
+    return TeacherSurprise(encoder, model.predictor, target, mask_index=mask_index, context=context)
 
 
-class StudentSurprise(_EncoderContext):
-    """A distilled student and its head. The predictor (with the projector) predicts teacher-space tokens; the
-    target is the student's own encoder on the whole clip through the same projector.
+ClipEncoder = Callable[[Tensor], Tensor]  # clips [B, C, T, H, W] -> tokens [B, N, D]
+TokenPredictor = Callable[[Tensor, Tensor, Tensor], Tensor]  # (tokens, ctx_idx, tgt_idx) -> predictions [B, M, D']
+
+
+class StudentSurprise(_ContextPath):
+    """A distilled student as a world model. `encoder` maps full clips to student tokens (the eager student, its
+    int8 program, an exported artifact; with context "tokens" it must also take token indices: the eager
+    student); `predictor` maps (context tokens, context_idx, target_idx) to teacher-space predictions, already
+    projected (`PredictorModule`, or an exported predictor's `PredictorArtifact`); `projector` takes the
+    encoder's tokens of the whole clip into that space as the target.
 
     Why not the teacher's features, which the student was trained to predict: on a device only the student
     exists, and surprise is to be computed there. Both sides regressed the same (LayerNorm'ed, when the recipe
     normalised its targets) teacher tokens in training, so they share a space and no further LayerNorm is taken."""
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, predictor: nn.Module) -> None:
-        self.encoder, self.projector, self.predictor = encoder.eval(), projector.eval(), predictor.eval()
-        self.input_spec = encoder.input_spec
+    def __init__(
+        self,
+        encoder: ClipEncoder,
+        projector: nn.Module,
+        predictor: TokenPredictor,
+        *,
+        input_spec: InputSpec | None = None,
+        context: Context = "tokens",
+    ) -> None:
+        _check_context(context)
+        self.encoder, self.projector, self.predictor = _eval(encoder), projector.eval(), _eval(predictor)
+        self.context_mode = context
+        self.input_spec = input_spec if input_spec is not None else encoder.input_spec
 
     def predict(self, tokens: Tensor, ctx_idx: Tensor, tgt_idx: Tensor) -> Tensor:
         d = _device(self.predictor)
-        # mask_index 0: a distillation head has one mask token (as export's PredictorModule calls it)
-        return self.projector(self.predictor(tokens.to(d), ctx_idx.to(d), tgt_idx.to(d), mask_index=0)).float()
+        return self.predictor(tokens.to(d), ctx_idx.to(d), tgt_idx.to(d)).float()
 
     def target(self, clip: Tensor) -> Tensor:
-        return self.projector(self.encoder(clip.to(_device(self.encoder)))).float()
+        tokens = self.encoder(clip.to(_device(self.encoder)))
+        return self.projector(tokens.to(_device(self.projector)).float()).float()
 
 
-def student_surprise_model(run: str | Path | RunDir, *, device: str | torch.device = "cpu") -> StudentSurprise:
-    """The surprise model of a finished `masked` distill run: its student and its last checkpoint's head."""
+def _student_parts(run: str | Path | RunDir) -> tuple[RunDir, nn.Module, nn.Module, nn.Module]:
+    """(run, its eager student encoder, projector, predictor) of a finished `masked` distill run, eval mode."""
     from vjepa_edge.distill.head import head_problems, load_head
     from vjepa_edge.models.checkpoint import load_vjepa
 
@@ -134,9 +211,91 @@ def student_surprise_model(run: str | Path | RunDir, *, device: str | torch.devi
     problems = head_problems(run, what="student surprise", predictor=True)
     if problems:
         raise ConfigError(problems[0], hint="surprise needs the predictor of a distill run with loss.kind = 'masked'")
-    encoder = load_vjepa(run.student).encoder
+    encoder = load_vjepa(run.student).encoder.eval()
     head = load_head(run, encoder)
-    return StudentSurprise(encoder.to(device), head.projector.to(device), head.predictor.to(device))
+    return run, encoder, head.projector, head.predictor
+
+
+def student_surprise_model(
+    run: str | Path | RunDir,
+    *,
+    encoder: ClipEncoder | None = None,
+    predictor: TokenPredictor | None = None,
+    context: Context = "tokens",
+    device: str | torch.device = "cpu",
+) -> StudentSurprise:
+    """The surprise model of a finished `masked` distill run (its student, and its last checkpoint's head), with
+    any of its parts replaced by what a device runs:
+
+    - `encoder`: a full-clip encoder (clips [B, C, T, H, W] at the student's input -> tokens [B, N, D]): the int8
+      program (`vjepa_edge.quant.run.QuantizedEncoder`) or an exported .pte / .onnx
+      (`vjepa_edge.export.encoder.ArtifactEncoder`). None: the eager fp32 student. It gives the targets, and the
+      context with `context="hold"`; a full-clip encoder needs "hold".
+    - `predictor`: (tokens [B, K, D], context_idx [B, K], target_idx [B, M]) -> teacher-space predictions
+      [B, M, D_teacher], projected: an exported predictor (`vjepa_edge.export.encoder.PredictorArtifact`). None:
+      the run's eager predictor and projector (`vjepa_edge.export.parts.PredictorModule`, as it trained).
+    - `context`: "tokens" (V-JEPA's: the eager student on the context tokens alone) or "hold" (the clip with its
+      future held at the last context frame, encoded whole; see `_ContextPath`).
+
+    `device` places the eager parts; artifacts and programs run where their runtime does."""
+    from vjepa_edge.export.parts import PredictorModule
+
+    _check_context(context)
+    if encoder is not None and context == "tokens":
+        raise ConfigError(
+            "context 'tokens' runs the eager student on the context tokens alone; a given encoder takes whole clips",
+            hint="pass context='hold' with a full-clip encoder (the int8 program, an exported artifact)",
+        )
+    run, eager, projector, eager_predictor = _student_parts(run)
+    spec = eager.input_spec
+    given = getattr(encoder, "input_spec", None)
+    if given is not None and given.shape() != spec.shape():
+        raise ConfigError(
+            f"the given encoder takes clips of shape {list(given.shape())}, the student {list(spec.shape())}",
+            hint="pass the encoder exported or quantized from this run's student",
+        )
+    return StudentSurprise(
+        encoder if encoder is not None else eager.to(device),
+        projector.to(device),
+        predictor if predictor is not None else PredictorModule(eager_predictor, projector).to(device),
+        input_spec=spec,
+        context=context,
+    )
+
+
+def random_student_surprise_model(
+    run: str | Path | RunDir, *, seed: int = 0, context: Context = "tokens", device: str | torch.device = "cpu"
+) -> StudentSurprise:
+    """The untrained baseline of a run's student world model: the student's architecture and its head (projector
+    and predictor, as the recipe builds them) freshly initialised from `seed`; the global RNG state is untouched."""
+    from vjepa_edge.distill.head import run_recipe
+    from vjepa_edge.distill.losses import DistillHead
+    from vjepa_edge.export.parts import PredictorModule
+    from vjepa_edge.models.vjepa import student_model
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):  # building modules to load weights into draws from it too
+        run, eager, projector, _ = _student_parts(run)
+        teacher_dim = [m for m in projector.modules() if isinstance(m, nn.Linear)][-1].out_features
+        loss = run_recipe(run).loss
+        fresh = random_init_vjepa(student_model(eager), seed).encoder
+        torch.manual_seed(seed)
+        head = DistillHead(
+            eager.embed_dim,
+            teacher_dim,
+            tuple(eager.grid),
+            projector=loss.projector,
+            masked=True,
+            pred_dim=loss.pred_dim,
+            pred_depth=loss.pred_depth,
+            pred_heads=loss.pred_heads,
+        ).eval()
+    return StudentSurprise(
+        fresh.to(device),
+        head.projector.to(device),
+        PredictorModule(head.predictor, head.projector).to(device),
+        context=context,
+    )
 
 
 def random_init_vjepa(model: VJEPA, seed: int = 0) -> VJEPA:
@@ -191,10 +350,16 @@ def render_voe_pairs(
     size: int = 64,
     fps: float | None = None,
     kinds: Sequence[str] | None = None,
+    diverge_after: int | None = None,
 ) -> list[VoEPair]:
-    """Pairs 0..count-1 of the VoE stream `seed` (kinds cycle, so every kind gets count/len(kinds) pairs)."""
+    """Pairs 0..count-1 of the VoE stream `seed` (kinds cycle, so every kind gets count/len(kinds) pairs).
+    `diverge_after`: every pair's clips are identical in their first `diverge_after` frames (`generate_voe_pair`);
+    pass the context's frames so that the context is the same for both clips and only the future differs."""
     config = PhysicsConfig(voe_kinds=tuple(kinds)) if kinds else None
-    return [generate_voe_pair(i, seed=seed, frames=frames, size=size, fps=fps, config=config) for i in range(count)]
+    return [
+        generate_voe_pair(i, seed=seed, frames=frames, size=size, fps=fps, config=config, diverge_after=diverge_after)
+        for i in range(count)
+    ]
 
 
 def pair_clips(frames: Sequence[np.ndarray], spec: InputSpec) -> Tensor:
@@ -332,8 +497,10 @@ def voe_pairwise(
 
 
 __all__ = [
+    "CONTEXTS",
     "SCORES",
     "TIE",
+    "Context",
     "StudentSurprise",
     "SurpriseModel",
     "TeacherSurprise",
@@ -342,6 +509,8 @@ __all__ = [
     "pair_accuracy",
     "pair_clips",
     "random_init_vjepa",
+    "hold_future",
+    "random_student_surprise_model",
     "render_voe_pairs",
     "student_surprise_model",
     "surprise",

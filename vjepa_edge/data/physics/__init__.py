@@ -180,8 +180,14 @@ def generate_voe_pair(
     config: PhysicsConfig | None = None,
     with_ids: bool = False,
     attempts: int = 50,
+    diverge_after: int | None = None,
 ) -> VoEPair:
-    """Pair `index` of the stream `seed`; kinds cycle through `config.voe_kinds` unless `kind` is given."""
+    """Pair `index` of the stream `seed`; kinds cycle through `config.voe_kinds` unless `kind` is given.
+
+    `diverge_after`: the clips are identical in frames [0, diverge_after) at least (`diverge_frame >=
+    diverge_after`): the violation's timing is drawn from then on and scenes are drawn again until the rendered
+    pair complies. A model's context of those first frames is then the same for both clips, and only the future
+    tells them apart (V-JEPA's protocol). None (default): any `diverge_frame` in [2, frames - 2]."""
     config = config or PhysicsConfig()
     height, width = _size(size)
     fps = float(fps or config.fps)
@@ -190,11 +196,15 @@ def generate_voe_pair(
         raise ConfigError(f"unknown violation {kind!r}; known: {', '.join(VOE_KINDS)}")
     if frames < 8:
         raise ConfigError(f"violation-of-expectation pairs need at least 8 frames, got {frames}")
+    _check_diverge_after(diverge_after, frames)
     rng = np.random.default_rng([seed, _STREAM_VOE, index])
     times = _times(frames, fps)
+    after = diverge_after or 0
     for _ in range(attempts):
         view, room_width = make_view(rng, height, width)
-        built = build_voe_scene(rng, kind, view, room_width, times, distractors=config.max_distractors)
+        built = build_voe_scene(
+            rng, kind, view, room_width, times, distractors=config.max_distractors, earliest=after / frames
+        )
         if built is None:
             continue
         scene, actions = built
@@ -209,7 +219,7 @@ def generate_voe_pair(
             continue
         first = int(np.argmax(differs))
         # A usable pair differs from `first` to the end, and shows a few identical frames before it.
-        if first >= 2 and differs[first:].all() and first <= frames - 2:
+        if max(2, after) <= first <= frames - 2 and differs[first:].all():
             return VoEPair(
                 possible=possible,
                 impossible=impossible,
@@ -220,7 +230,23 @@ def generate_voe_pair(
                 ids_possible=ids_p,
                 ids_impossible=ids_i,
             )
+    if diverge_after is not None:
+        raise ConfigError(
+            f"could not build a {kind!r} pair diverging after frame {diverge_after} of {frames} in {attempts} attempts",
+            hint=f"ask for an earlier divergence (diverge_after <= {frames // 2} works for every kind), or more frames",
+        )
     raise RuntimeError(f"could not build a {kind!r} pair in {attempts} attempts")  # a generator bug
+
+
+def _check_diverge_after(diverge_after: int | None, frames: int) -> None:
+    if diverge_after is None:
+        return
+    if isinstance(diverge_after, bool) or not isinstance(diverge_after, int) or not 0 <= diverge_after <= frames - 2:
+        raise ConfigError(
+            f"diverge_after={diverge_after!r}: need an integer frame in [0, {frames - 2}] for {frames}-frame pairs "
+            "(the clips differ in their last 2 frames at least), or None",
+            hint=f"{frames // 2} keeps the first half of the frames identical",
+        )
 
 
 __all__ = [

@@ -30,6 +30,7 @@ DIRECTIONS = ("left", "right", "up", "down")
 VOE_KINDS = ("vanishes", "teleports", "passes_through", "falls_upward", "changes_shape", "changes_colour")
 MAX_OBJECTS = 4
 SCREEN_BASE = FLOOR_BAND  # standing screens are at the front of the floor: their base is below the floor line
+VANISH_LAG = 0.2  # a hidden ball reappears >= ~0.2 of the clip after the screen's centre time (measured: 16 frames)
 
 
 @dataclass(slots=True)
@@ -316,21 +317,37 @@ def _recolour(color: tuple[int, int, int], rng) -> tuple[int, int, int]:
     return hsv(h + rng.uniform(0.3, 0.7), max(s, 0.6), max(v, 0.7))
 
 
+def _later(u: float, lo: float, earliest: float) -> float:
+    """A draw `u` from [lo, hi) (a fraction of the clip) moved later by as much as its range starts before
+    `earliest`: the same spread, no earlier than `earliest` (unchanged when `earliest` is 0)."""
+    return u + max(0.0, earliest - lo)
+
+
 def build_voe_scene(
-    rng: np.random.Generator, kind: str, view: View, room_width: float, times: list[float], *, distractors: int
+    rng: np.random.Generator,
+    kind: str,
+    view: View,
+    room_width: float,
+    times: list[float],
+    *,
+    distractors: int,
+    earliest: float = 0.0,
 ) -> tuple[Scene, dict[int, Callable[[World], None]]] | None:
-    """A scene and the actions that make its impossible twin, or None when this draw does not work out."""
+    """A scene and the actions that make its impossible twin, or None when this draw does not work out.
+    `earliest` (a fraction of the clip): the violation's timing is drawn no earlier than that, so the twins can stay
+    identical until then (the caller checks the rendered frames); 0 draws the default timing."""
     n = len(times)
     dur = times[-1] + (times[1] - times[0])
     scene = Scene(view=view, room_width=room_width, times=times)
-    k = max(2, int(rng.uniform(0.3, 0.55) * n))
+    k = max(2, int(_later(rng.uniform(0.3, 0.55), 0.3, earliest) * n))
     if kind in ("vanishes", "passes_through", "teleports") or rng.random() < 0.5:
         _rolls(rng, scene, dur)
     else:
         _slides(rng, scene, dur)
     b = scene.bodies[0]
     if kind == "vanishes":
-        t_mid = rng.uniform(0.3, 0.5) * dur
+        # the ball reappears (where the twins differ) about VANISH_LAG of the clip after it reaches the screen
+        t_mid = _later(rng.uniform(0.3, 0.5), 0.3, earliest - VANISH_LAG) * dur
         cx = b.x + b.vx * t_mid
         w = 2 * b.r + abs(b.vx) * (times[1] - times[0]) * 1.5 + 0.04 + 4 / view.scale
         scene.screens.append(_screen(rng, cx - w / 2, cx + w / 2, -SCREEN_BASE, 2 * b.r + rng.uniform(0.1, 0.4)))
@@ -342,7 +359,12 @@ def build_voe_scene(
         k = covered[0]
         action = _set(visible=False)
     elif kind == "passes_through":
-        t_hit = rng.uniform(0.3, 0.5) * dur
+        t_hit = _later(rng.uniform(0.3, 0.5), 0.3, earliest) * dur
+        if earliest > 0:  # a late hit leaves the ghost little time to clear the post: a ball as fast as that needs
+            need = (2 * b.r + 0.12) / (times[-1] - t_hit) + b.rolling * GRAVITY * dur
+            if abs(b.vx) < need:
+                b.vx = math.copysign(need, b.vx)
+                b.x = _start_for_run(rng, scene, b, b.vx * dur)
         px = b.x + b.vx * t_hit + math.copysign(b.r, b.vx)
         pw = rng.uniform(0.04, 0.08)
         x0 = px if b.vx > 0 else px - pw
@@ -360,7 +382,7 @@ def build_voe_scene(
     elif kind == "falls_upward":
         b.vx, b.y = rng.uniform(-0.1, 0.1), rng.uniform(0.6, 1.0)
         b.restitution = 0.3
-        k, action = max(2, int(rng.uniform(0.2, 0.4) * n)), _set(gravity_sign=-1.0)
+        k, action = max(2, int(_later(rng.uniform(0.2, 0.4), 0.2, earliest) * n)), _set(gravity_sign=-1.0)
     elif kind == "changes_shape":
         action = _set(shape="square" if b.shape == "circle" else "circle")
     elif kind == "changes_colour":
