@@ -58,6 +58,7 @@ def test_full_run_has_every_section_and_figure(full: tuple[Path, dict]) -> None:
         "xnnpack-int8 artifact vs student",  # eval.json cosine_to_student
         "deploy: profile",
         "deploy stage profile failed: no device attached",
+        "deploy stage report skipped: profile failed; rerun it with",
         "Test CPU",
         "teleport",
         "16 matched possible/impossible pairs; each model sees 3 context steps",
@@ -110,6 +111,19 @@ def test_commands_follow_the_recipes_deploy_names(tmp_path: Path) -> None:
         f"vjepa-edge profile {root} --device quest3 --device rpi5",
     ):
         assert f"`{command}`" in md, command
+
+
+def test_quantized_but_not_evaluated(tmp_path: Path) -> None:
+    """The deploy stages quantize without evaluating (eval comes later): sizes, but no int8 accuracy yet."""
+    root = minimal_run(tmp_path / "run")
+    q = {"scheme": "xnnpack-int8", "size_fp32_bytes": 22e6, "size_int8_bytes": 6e6, "feature_cosine": None}
+    (root / "quant" / "xnnpack-int8").mkdir(parents=True)
+    (root / "quant" / "xnnpack-int8" / "quant_report.json").write_text(json.dumps({**q, "probe_acc_int8": None}))
+    page = write_report(root).html.read_text()
+    assert f"not evaluated yet: `vjepa-edge eval {root}`" in page
+    accuracy = page.split('<section id="accuracy">')[1].split("</section>")[0]
+    assert "int8" not in accuracy
+    assert "int8 xnnpack-int8 (weights)" in page.split('<section id="size">')[1]
 
 
 def test_missing_and_broken_parts_degrade(tmp_path: Path) -> None:

@@ -138,14 +138,14 @@ def summary(s: RunSummary, cmd: Commands) -> Section:
         ),
         ("feature cosine to the teacher", fmt(num(r, "feature_cosine"))),
     ]
-    if q is not None:
-        rows.append(
-            (
-                f"int8 probe ({scheme})",
-                f"{pct(num(q, 'probe_acc_int8'))} (fp32 {pct(num(q, 'probe_acc_fp32'))}), "
-                f"feature cosine to fp32 {fmt(num(q, 'feature_cosine'), '.5f')}",
-            )
-        )
+    int8 = s.eval_stages.get("int8")
+    acc8, cos8 = num(int8, "probe_acc"), num(int8, "cosine_to_student")  # eval's numbers first, then quantize's
+    acc8 = acc8 if acc8 is not None else num(q, "probe_acc_int8")
+    cos8 = cos8 if cos8 is not None else num(q, "feature_cosine")
+    if acc8 is not None or cos8 is not None:
+        rows.append((f"int8 probe ({scheme or 'int8'})", f"{pct(acc8)}, feature cosine to fp32 {fmt(cos8, '.5f')}"))
+    elif q is not None:
+        rows.append((f"int8 probe ({scheme})", f"not evaluated yet: `{cmd.eval}`"))
     fp32 = num(q, "size_fp32_bytes") if q else None
     fp32 = fp32 if fp32 is not None else _times(num(r, "student_params"), 4)
     rows.append(
@@ -230,7 +230,8 @@ def accuracy(s: RunSummary, cmd: Commands) -> Section:
         for scheme, q in s.quant.items():
             per = {lab: num(q, "probe", lab, "int8") for lab in labels}
             acc = num(q, "probe_acc_int8")
-            rows.append((f"int8 ({scheme})", per, acc, _ratio(acc, teacher)))
+            if acc is not None or any(v is not None for v in per.values()):  # quantized but not evaluated: no row
+                rows.append((f"int8 ({scheme})", per, acc, _ratio(acc, teacher)))
         source = f"{s.run.report}" + (" and the quantization reports" if s.quant else "")
     if not rows or all(acc is None for _, _, acc, _ in rows):
         blocks.append(Text(text="report.json has no probe accuracies."))
@@ -490,7 +491,7 @@ def times(s: RunSummary) -> Section:
     if isinstance(deploy, dict) and deploy:
         for name in sorted(deploy, key=lambda n: (DEPLOY_ORDER.index(n) if n in DEPLOY_ORDER else 99, n)):
             if (v := num(deploy, name, "seconds")) is not None:
-                rows.append((f"deploy: {name}", v, get(deploy, name, "ok") is not False))
+                rows.append((f"deploy: {name}", v, _state(get(deploy, name)) == "ok"))
         source = "report.json stages and deploy.stages"
     else:  # no deploy block: the stage reports' own timings
         for scheme, q in s.quant.items():
@@ -528,9 +529,22 @@ def times(s: RunSummary) -> Section:
     else:
         blocks.append(Text(text="report.json records no stage times."))
     if isinstance(deploy, dict):
-        failed = [(n, text(deploy, n, "error")) for n in deploy if get(deploy, n, "ok") is False]
-        blocks.extend(Text(text=f"deploy stage {n} failed: {err or 'no error recorded'}") for n, err in failed)
+        for n in deploy:
+            state = _state(get(deploy, n))
+            if state != "ok":
+                err = text(deploy, n, "error") or "no error recorded"
+                rerun = text(deploy, n, "command")
+                blocks.append(
+                    Text(text=f"deploy stage {n} {state}: {err}" + ("; rerun it with" if rerun else ""), code=rerun)
+                )
     return Section(key="times", title="Time per stage", blocks=tuple(blocks))
+
+
+def _state(entry: Any) -> str:
+    """A deploy stage's outcome: its "status" (ok, failed, skipped), else from its "ok" flag."""
+    if status := text(entry, "status"):
+        return status
+    return "failed" if get(entry, "ok") is False else "ok"
 
 
 def environment(s: RunSummary, cmd: Commands) -> Section:
