@@ -120,7 +120,7 @@ def test_quantized_but_not_evaluated(tmp_path: Path) -> None:
     (root / "quant" / "xnnpack-int8").mkdir(parents=True)
     (root / "quant" / "xnnpack-int8" / "quant_report.json").write_text(json.dumps({**q, "probe_acc_int8": None}))
     page = write_report(root).html.read_text()
-    assert f"not evaluated yet: `vjepa-edge eval {root}`" in page
+    assert f"not evaluated yet; run vjepa-edge eval {root}" in page
     accuracy = page.split('<section id="accuracy">')[1].split("</section>")[0]
     assert "int8" not in accuracy
     assert "int8 xnnpack-int8 (weights)" in page.split('<section id="size">')[1]

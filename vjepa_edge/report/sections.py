@@ -145,7 +145,7 @@ def summary(s: RunSummary, cmd: Commands) -> Section:
     if acc8 is not None or cos8 is not None:
         rows.append((f"int8 probe ({scheme or 'int8'})", f"{pct(acc8)}, feature cosine to fp32 {fmt(cos8, '.5f')}"))
     elif q is not None:
-        rows.append((f"int8 probe ({scheme})", f"not evaluated yet: `{cmd.eval}`"))
+        rows.append((f"int8 probe ({scheme})", f"not evaluated yet; run {cmd.eval}"))
     fp32 = num(q, "size_fp32_bytes") if q else None
     fp32 = fp32 if fp32 is not None else _times(num(r, "student_params"), 4)
     rows.append(
@@ -232,7 +232,7 @@ def accuracy(s: RunSummary, cmd: Commands) -> Section:
             acc = num(q, "probe_acc_int8")
             if acc is not None or any(v is not None for v in per.values()):  # quantized but not evaluated: no row
                 rows.append((f"int8 ({scheme})", per, acc, _ratio(acc, teacher)))
-        source = f"{s.run.report}" + (" and the quantization reports" if s.quant else "")
+        source = f"{s.run.report}" + (" and the quantization reports" if any("int8" in r[0] for r in rows) else "")
     if not rows or all(acc is None for _, _, acc, _ in rows):
         blocks.append(Text(text="report.json has no probe accuracies."))
     else:
