@@ -20,6 +20,17 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _library_logs_reach_caplog() -> None:
+    """A command run in-process (CliRunner) stops the library's records at its own handler (`setup_logging`);
+    give them back to the root logger, where `caplog` listens, for the next test."""
+    import logging
+
+    yield
+    for name in ("vjepa_edge", "teacher"):
+        logging.getLogger(name).propagate = True
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _hermetic_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Rendered clips, features and teachers go to a cache of the test session, never the user's."""

@@ -59,10 +59,23 @@ def test_distill_ends_with_a_verified_int8_artifact_verdicts_and_the_report(depl
     assert deploy["verdicts"]["host"]["measured"] and deploy["verdicts"]["host"]["p50_ms"] > 0
     assert all(isinstance(v["fits"], bool) for v in deploy["verdicts"].values())
     evaluated = json.loads((run / "eval" / "eval.json").read_text())
-    assert {"student", "int8", "artifact:xnnpack-int8"} <= set(evaluated["voe_pairwise_acc"])
+    assert {"teacher", "random_teacher", "student", "random_student", "artifact:xnnpack-int8"} == set(
+        evaluated["voe_pairwise_acc"]
+    )  # the int8 program is evaluated as the artifact that runs it (PT2E in PyTorch is 40x slower)
     assert 0.9 < evaluated["stages"]["artifact:xnnpack-int8"]["cosine_to_student"] <= 1.0
     assert Path(deploy["report_html"]) == run / "report.html" and (run / "report.md").is_file()
     assert json.loads((run / "report.json").read_text())["deploy"] == deploy  # recorded with the run
+
+
+@pytest.mark.slow
+def test_the_int8_program_itself_when_asked_for(deployed: tuple[Path, dict], tmp_path: Path) -> None:
+    from vjepa_edge.eval.run import EvalOptions, evaluate_run
+
+    run, _ = deployed
+    out = evaluate_run(run, EvalOptions(stages=("student", "int8"), voe_pairs=6), out=tmp_path, progress=False).report
+    row = out["stages"]["int8"]
+    assert row["source"] == str(run / "quant" / "xnnpack-int8") and 0.9 < row["cosine_to_student"] <= 1.0
+    assert 0.0 <= row["voe_pairwise_acc"] <= 1.0 and row["voe"]["overall"]["pairs"] == 6
 
 
 @pytest.mark.slow

@@ -107,3 +107,8 @@ def setup_logging() -> None:
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.setLevel(logging.INFO if is_rank0() else logging.WARNING)
+        logger.propagate = False  # a library that configures the root logger (basicConfig) would print each twice
+    import warnings
+
+    # torch.export / ExecuTorch serialisation warn once per pytree node about their own deprecated internals
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*", category=FutureWarning)

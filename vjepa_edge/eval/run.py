@@ -227,7 +227,7 @@ def evaluate_run(
     folder = Path(out) if out is not None else (run.root / "eval" if run else Path("runs/eval") / resolved.path.stem)
     ensure(out_dir_problems(folder), hint="pass --out DIR, a folder this user can write")
     protocol = _protocol(run, options)
-    stages = find_stages(resolved, seed=protocol.seed)
+    stages = find_stages(resolved, seed=protocol.seed, include=options.stages)
     if options.stages:
         names = [s.name for s in stages]
         unknown = [n for n in options.stages if n not in names]

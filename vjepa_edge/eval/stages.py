@@ -3,8 +3,9 @@
 A distill run gives, in pipeline order: `teacher` (the encoder that distilled: its EMA target encoder when the file
 has one, as distillation reads it), `random_teacher` (its architecture freshly initialised), `student` (fp32),
 `random_student` (the student's architecture, initialised as the distillation's own evaluation does), `int8` (each
-program `vjepa-edge quantize` left in RUN/quant/SCHEME/ that runs on this machine) and `artifact:TARGET` (each
-encoder artifact `vjepa-edge export` left in RUN/export/ that runs here, through its runtime). A teacher run or a
+program `vjepa-edge quantize` left in RUN/quant/SCHEME/ that runs on this machine and that no exported artifact
+holds: see `_int8_stages`) and `artifact:TARGET` (each encoder artifact `vjepa-edge export` left in RUN/export/
+that runs here, through its runtime). A teacher run or a
 V-JEPA checkpoint gives `teacher` and `random_teacher`; a bare student file `student` and `random_student`.
 
 A stage holds its probe encoder (clips at the evaluation's clip spec in, tokens out) and, where the model has a world
@@ -176,23 +177,43 @@ def _random_student_surprise(run: RunDir, seed: int) -> Any:
     return random_student_surprise_model(run, seed=seed + 1)
 
 
-def _int8_stages(run: RunDir, student: nn.Module, world_model: bool) -> list[Stage]:
+def _lowered_schemes(run: RunDir) -> set[str]:
+    """The schemes whose programs an exported encoder artifact of the run holds."""
+    from vjepa_edge.export.artifacts import find_artifacts
+
+    try:
+        return {a.entry.get("scheme") for a in find_artifacts(run.root) if a.entry and a.entry.get("scheme")}
+    except ConfigError:
+        return set()
+
+
+def _int8_stages(run: RunDir, student: nn.Module, world_model: bool, include: tuple[str, ...]) -> list[Stage]:
+    """The int8 programs of RUN/quant/, run in PyTorch. A program that an exported artifact holds is left to that
+    artifact's stage unless asked for by name: PT2E programs run their quantize / dequantize reference ops in
+    PyTorch, about 3 s a clip for vit_s on 2 cores, 40x the artifact XNNPACK runs, which computes the same
+    int8 program with real int8 kernels (export verified it against this program)."""
     from vjepa_edge.quant.run import REPORT, QuantizedEncoder
     from vjepa_edge.quant.schemes import SCHEMES
 
     stages = []
     if not run.quant.is_dir():
         return stages
+    lowered = _lowered_schemes(run)
     for folder in sorted(p for p in run.quant.iterdir() if (p / REPORT).is_file()):
-        scheme = SCHEMES.get(folder.name)
-        if scheme is None:
+        if folder.name not in SCHEMES:
             continue
+        scheme = SCHEMES.get(folder.name)
+        name = "int8" if folder.name == "xnnpack-int8" else f"int8:{folder.name}"
         if not scheme.runs_here:
             log.info("skipping the %s program: it does not run on this machine", folder.name)
             continue
+        if folder.name in lowered and name not in include:
+            log.info(
+                "the %s program is evaluated as the artifact that runs it (--stage %s: in PyTorch)", folder.name, name
+            )
+            continue
         program = scheme.load().load(folder)
         encoder = QuantizedEncoder(program, tuple(student.grid))
-        name = "int8" if folder.name == "xnnpack-int8" else f"int8:{folder.name}"
         stages.append(
             Stage(
                 name,
@@ -251,8 +272,9 @@ def _artifact_stages(run: RunDir, world_model: bool) -> list[Stage]:
     return stages
 
 
-def find_stages(resolved: ResolvedModel, *, seed: int = 0) -> list[Stage]:
-    """Every stage `resolved` offers, in pipeline order (see the module docstring)."""
+def find_stages(resolved: ResolvedModel, *, seed: int = 0, include: tuple[str, ...] = ()) -> list[Stage]:
+    """Every stage `resolved` offers, in pipeline order (see the module docstring); `include`: stages asked for by
+    name (an int8 program that an artifact holds is evaluated only when asked for)."""
     if resolved.kind == "teacher":
         return _teacher_stages(resolved.path, seed=seed)
     if resolved.kind == "checkpoint":
@@ -275,7 +297,7 @@ def find_stages(resolved: ResolvedModel, *, seed: int = 0) -> list[Stage]:
     students = _student_stages(resolved, seed)
     world_model = students[0].surprise is not None
     student = students[0].encoder.encoder
-    return [*stages, *students, *_int8_stages(run, student, world_model), *_artifact_stages(run, world_model)]
+    return [*stages, *students, *_int8_stages(run, student, world_model, include), *_artifact_stages(run, world_model)]
 
 
 __all__ = ["Adapted", "Stage", "find_stages", "teacher_file"]
