@@ -1,20 +1,26 @@
 """Intuitive-physics surprise of the embedded teacher against a random-init model of its architecture.
 
-Renders `--pairs` violation-of-expectation pairs (kinds cycle, so each kind gets pairs/6), computes V-JEPA's
-surprise (context: the tokens of the first `--context-steps` token time steps; targets: every later token) for
-the teacher's encoder + predictor against its LayerNorm'ed target encoder, and for the same architecture randomly
-initialised, and prints the pairwise accuracy (impossible more surprising than possible; ties count 1/2) per kind
-and overall, with max and mean scoring over the future steps. `future` columns keep only the pairs whose clips
-diverge after the context (in the others the context already shows the violation). Deterministic given --seed.
+Renders `--pairs` violation-of-expectation pairs (kinds cycle, so each kind gets pairs/6) whose two clips are
+identical in their first `--diverge-after` frames (default: the context's frames, so both clips share the context
+and only the future tells them apart), computes V-JEPA's surprise (context: the tokens of the first
+`--context-steps` token time steps; targets: every later token) for the teacher's encoder + predictor against its
+LayerNorm'ed target encoder, and for the same architecture randomly initialised, and prints the pairwise accuracy
+(impossible more surprising than possible; ties count 1/2) per kind and overall, with max and mean scoring over
+the future steps. `fut` keeps only the pairs whose clips diverge after the context (all of them by default; with
+`--diverge-after 0`, the generator's default pairs, the context of the others may already show the violation).
+`--run RUN` adds a masked distill run's student (context "tokens" and "hold") and a random-init student of its
+architecture. Deterministic given --seed.
 
     VJEPA_EDGE_CACHE=/tmp/fresh-cache uv run python bench/voe_surprise.py                 # 200 pairs
     uv run python bench/voe_surprise.py --teacher PATH --pairs 60 --json
+    uv run python bench/voe_surprise.py --pairs 120 --run RUN       # + the student, held context, random student
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,12 +33,15 @@ from vjepa_edge.eval.surprise import (  # noqa: E402
     TeacherSurprise,
     VoEResult,
     random_init_vjepa,
+    random_student_surprise_model,
     render_voe_pairs,
+    student_surprise_model,
     teacher_surprise_model,
     voe_pairwise,
 )
 from vjepa_edge.models.checkpoint import load_vjepa  # noqa: E402
 from vjepa_edge.models.vit import gather_tokens  # noqa: E402
+from vjepa_edge.runinfo import machine_line  # noqa: E402
 
 
 def _teacher_path(arg: str | None) -> Path:
@@ -96,7 +105,13 @@ def main() -> int:
     ap.add_argument("--context-steps", type=int, help="token time steps of context (default: half the grid)")
     ap.add_argument("--batch-size", type=int, default=16, help="pairs per forward")
     ap.add_argument("--mask-index", type=int, default=1, help="the predictor's mask token (1: the causal mask)")
-    ap.add_argument("--target-context", action="store_true", help="also: the target encoder as context encoder")
+    ap.add_argument(
+        "--encoder-context", action="store_true", help="also: the online encoder as context encoder (default: target)"
+    )
+    ap.add_argument(
+        "--diverge-after", type=int, help="pairs identical in their first N frames (default: the context's frames)"
+    )
+    ap.add_argument("--run", help="also: this masked distill run's student (tokens and hold context), random student")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="one JSON object (every summary) instead of the table")
     args = ap.parse_args()
@@ -106,14 +121,23 @@ def main() -> int:
     spec = teacher.input_spec
     context = args.context_steps or spec.grid[0] // 2
     models = {"teacher": teacher_surprise_model(teacher, mask_index=args.mask_index)}
-    if args.target_context:
-        models["teacher (target ctx)"] = teacher_surprise_model(
-            teacher, context_encoder="target_encoder", mask_index=args.mask_index
+    if args.encoder_context:
+        models["teacher (encoder ctx)"] = teacher_surprise_model(
+            teacher, context_encoder="encoder", mask_index=args.mask_index
         )
     models["persistence (ref.)"] = Persistence(models["teacher"])
     models["random init"] = teacher_surprise_model(random_init_vjepa(teacher, args.seed), mask_index=args.mask_index)
+    if args.run:
+        models["student"] = student_surprise_model(args.run)
+        models["student (hold)"] = student_surprise_model(args.run, context="hold")
+        models["random student"] = random_student_surprise_model(args.run, seed=args.seed)
+        if models["student"].input_spec.frames != spec.frames:
+            sys.exit("error: the student takes other clips than the teacher; compare them at the same frames")
+    diverge_after = context * spec.tubelet if args.diverge_after is None else args.diverge_after
     t0 = time.perf_counter()
-    pairs = render_voe_pairs(args.pairs, seed=args.seed, frames=spec.frames, size=spec.size)
+    pairs = render_voe_pairs(
+        args.pairs, seed=args.seed, frames=spec.frames, size=spec.size, diverge_after=diverge_after or None
+    )
     render_s = time.perf_counter() - t0
     results, seconds = {}, {}
     for name, model in models.items():
@@ -124,7 +148,14 @@ def main() -> int:
     if args.json:
         print(
             json.dumps(
-                {"pairs": args.pairs, "seed": args.seed, "results": {n: r.to_dict() for n, r in results.items()}}
+                {
+                    "pairs": args.pairs,
+                    "seed": args.seed,
+                    "diverge_after": diverge_after,
+                    "machine": machine_line(),
+                    "seconds": {"render": render_s, **seconds},
+                    "results": {n: r.to_dict() for n, r in results.items()},
+                }
             )
         )
         return 0
@@ -132,8 +163,8 @@ def main() -> int:
     print(
         f"{args.pairs} VoE pairs (seed {args.seed}), {spec.frames} frames at {spec.size} px, grid {t}x{h}x{w}; "
         f"context: the first {context} of {t} token steps ({context * spec.tubelet} frames), mask token "
-        f"{args.mask_index}; accuracy in % (impossible more surprising; ties 1/2); future = pairs diverging "
-        "after the context"
+        f"{args.mask_index}; pairs identical in their first {diverge_after} frames; accuracy in % (impossible more "
+        "surprising; ties 1/2); future = pairs diverging after the context"
     )
     print(_table(results))
     print(
@@ -141,6 +172,7 @@ def main() -> int:
         + ", ".join(f"{n} {s:.1f} s" for n, s in seconds.items())
         + f"; total {total:.1f} s on {torch.get_num_threads()} threads"
     )
+    print(f"{machine_line()}; load average {os.getloadavg()[0]:.1f} (above the threads: the CPU was shared)")
     return 0
 
 
