@@ -145,23 +145,25 @@ def full_run(root: Path) -> Path:
     _write(root / "profile" / "profile.json", {"source": str(root), "devices": devices, "seconds": 12.0})
     _png(root / "profile" / "profile.png")
 
+    # the form eval writes today: the int8 program is evaluated through the exported artifact that runs it
     stages = {
         "teacher": _stage("teacher", "teacher", 0.56, None, None, voe=(0.9, 0.8)),
         "random_teacher": _stage("random teacher", "baseline", 0.40, None, None, voe=(0.5, 0.45)),
         "student": _stage("fp32 student", "student", 0.58, 1.03, None, voe=(0.85, 0.75)),
-        "random_student": _stage("random student", "baseline", 0.48, 0.86, 0.1, voe=None),
-        "int8": _stage("int8 student", "student", 0.575, 1.02, 0.99995, voe=(0.84, 0.75)),
-        "artifact:xnnpack-int8": _stage("xnnpack-int8 artifact", "student", 0.575, 1.02, 0.99996, voe=None),
+        "random_student": _stage("random student", "baseline", 0.48, 0.86, 0.1, voe=(0.55, 0.5)),
+        "artifact:xnnpack-int8": _stage("xnnpack-int8 artifact", "student", 0.575, 1.02, 0.99996, voe=(0.84, 0.75)),
     }
-    p, t, h, w = 2, 6, 24, 24
+    # 12 frames: the context is 3 token steps of 2 frames (0-5), the future 3 steps (6-7, 8-9, 10-11); the clips
+    # differ from frame 8, so from future step 2 on
+    p, t, h, w = 2, 12, 24, 24
     examples = [
         {
             "index": i,
             "kind": KINDS[i % 2],
-            "diverge_frame": 3,
+            "diverge_frame": 8,
             "surprise": {
-                name: {"possible": [0.2, 0.21, 0.2], "impossible": [0.2, 0.5 + 0.1 * i, 0.4]}
-                for name in ("teacher", "student", "int8")
+                name: {"possible": [0.2 + j, 0.21 + j, 0.2 + j], "impossible": [0.2 + j, 0.5 + 0.1 * i + j, 0.4 + j]}
+                for j, name in enumerate(("teacher", "random_teacher", "student", "artifact:xnnpack-int8"))
             },
         }
         for i in range(p)
@@ -176,9 +178,11 @@ def full_run(root: Path) -> Path:
                 "test_clips": 32,
                 "probes": ["grid"],
                 "chance": 0.2,
-                "voe": {"pairs": 16, "context_steps": {"teacher": 3, "student": 3}, "score": "max", "diverge_after": 3},
+                "voe": {"pairs": 16, "context_steps": {"teacher": 3, "student": 3}, "score": "max", "diverge_after": 6},
             },
             "stages": stages,
+            "probe_acc": {k: v["probe_acc"] for k, v in stages.items() if v["probe_acc"] is not None},
+            "voe_pairwise_acc": {k: v["voe_pairwise_acc"] for k, v in stages.items() if v["voe_pairwise_acc"]},
             "examples": {"file": "voe_examples.npz", "pairs": examples},
             "seconds": 40.0,
         },
@@ -251,8 +255,8 @@ def _stage(label: str, kind: str, acc: float, retention, cosine, *, voe: tuple[f
                 "pairs": 8,
                 "accuracy_max": a,
                 "accuracy_mean": a - 0.05,
-                "curve_possible": [0.2],
-                "curve_impossible": [0.3],
+                "curve_possible": [0.2, 0.2, 0.2],
+                "curve_impossible": [0.2, 0.2 + a / 10, 0.2 + a / 5],
             }
 
         out["voe"] = {
@@ -260,6 +264,7 @@ def _stage(label: str, kind: str, acc: float, retention, cosine, *, voe: tuple[f
             "kinds": {KINDS[0]: block(acc_a), KINDS[1]: block(acc_b)},
             "primary": "max",
             "context_steps": 3,
+            "context_frames": 6,
         }
         out["voe_pairwise_acc"] = (acc_a + acc_b) / 2
         out["voe_retention"] = out["voe_pairwise_acc"] / 0.85

@@ -13,7 +13,10 @@ from typer.testing import CliRunner
 
 from tests.report.fake_run import full_run, minimal_run
 from vjepa_edge.cli import app
-from vjepa_edge.report import write_report
+from vjepa_edge.report import plots, write_report
+from vjepa_edge.report.collect import check_run, collect
+from vjepa_edge.report.document import Figure
+from vjepa_edge.report.voe import voe_blocks
 
 runner = CliRunner()
 
@@ -40,8 +43,8 @@ def test_full_run_has_every_section_and_figure(full: tuple[Path, dict]) -> None:
     root, result = full
     page, md = Path(result["html"]).read_text(), Path(result["md"]).read_text()
     assert result["sections"] == SECTIONS
-    # accuracy, cosine, size, latency, profile.png, voe, 2 examples, training, teacher training, times
-    assert result["figures"] == _figures(page) == 11
+    # accuracy, cosine, size, latency, profile.png, voe, voe_difference, 2 examples, training, teacher training, times
+    assert result["figures"] == _figures(page) == 12
     assert f'data-figures-expected="{result["figures"]}"' in page
     for key in SECTIONS:
         assert f'<section id="{key}">' in page and f'<a id="{key}"></a>' in md
@@ -70,6 +73,105 @@ def test_full_run_has_every_section_and_figure(full: tuple[Path, dict]) -> None:
     assert len(links) == result["figures"]
     assert "profile/profile.png" in links
     assert all((root / link).is_file() for link in links)
+
+
+def _summary_row(page: str, key: str) -> str:
+    summary = page.split('<section id="summary">')[1].split("</section>")[0]
+    row = summary.split(key)[1]
+    return row[: row.index("</tr>")]
+
+
+def test_int8_row_comes_from_the_exported_artifact(full: tuple[Path, dict]) -> None:
+    """eval.json has no "int8" stage (eval evaluates the int8 program through the artifact that runs it): the
+    summary's int8 numbers come from the artifact:TARGET stage of the int8 export, and it says so."""
+    page = Path(full[1]["html"]).read_text()
+    row = _summary_row(page, "int8 probe (xnnpack-int8)")
+    assert "not evaluated yet" not in row
+    assert "57.5 %" in row and "0.99996" in row and "measured on the exported artifact xnnpack-int8.pte" in row
+
+
+def test_int8_row_prefers_an_int8_stage(tmp_path: Path) -> None:
+    root = full_run(tmp_path / "run")
+    ev = json.loads((root / "eval" / "eval.json").read_text())
+    ev["stages"]["int8"] = {**ev["stages"]["artifact:xnnpack-int8"], "probe_acc": 0.571, "label": "int8 student"}
+    (root / "eval" / "eval.json").write_text(json.dumps(ev))
+    row = _summary_row(write_report(root).html.read_text(), "int8 probe (xnnpack-int8)")
+    assert "57.1 %" in row and "measured on the exported artifact" not in row
+
+
+def test_fp32_artifact_is_not_the_int8_row(tmp_path: Path) -> None:
+    root = full_run(tmp_path / "run")
+    report = json.loads((root / "export" / "export_report.json").read_text())
+    report["xnnpack-int8"]["precision"] = "fp32"
+    (root / "export" / "export_report.json").write_text(json.dumps(report))
+    row = _summary_row(write_report(root).html.read_text(), "int8 probe (xnnpack-int8)")
+    assert "from the quantization report" in row and "measured on the exported artifact" not in row
+
+
+def test_voe_summary_row_names_the_random_baselines(full: tuple[Path, dict]) -> None:
+    page = Path(full[1]["html"]).read_text()
+    row = _summary_row(page, "intuitive physics (VoE pairwise accuracy, chance 50 %)")
+    assert "teacher 85.0 % vs random-init teacher 47.5 %" in row
+    assert "student 80.0 % vs random-init student 52.5 %" in row
+    assert "int8 artifact 79.5 %" in row
+
+
+def _voe_figures(root: Path) -> dict[str, Figure]:
+    return {b.name: b for b in voe_blocks(collect(check_run(root))) if isinstance(b, Figure)}
+
+
+def test_voe_examples_plot_the_surprise_difference(full: tuple[Path, dict]) -> None:
+    root, result = full
+    figures = _voe_figures(root)
+    assert list(figures) == ["voe", "voe_difference", "voe_example_1", "voe_example_2"]
+    caption = figures["voe_example_1"].caption
+    assert plots.SURPRISE_DIFF in caption and "differ from future step 2 on (shaded)" in caption
+    assert figures["voe_example_1"].draw is not None
+    fig = figures["voe_example_1"].draw()
+    ax = fig.axes[-1]
+    assert ax.get_ylabel() == plots.SURPRISE_DIFF
+    lines = {ln.get_label(): ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+    # one line per model that has curves, impossible minus possible; the zero line is unlabelled
+    assert list(lines) == ["teacher", "random teacher", "fp32 student", "xnnpack-int8 artifact"]
+    assert list(lines["teacher"].get_ydata()) == pytest.approx([0.0, 0.29, 0.2])
+    assert any(list(ln.get_ydata()) == [0.0, 0.0] for ln in ax.get_lines())  # axhline(0)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == [*lines, "clips differ"]  # one entry per model, then the shading
+    (span,) = ax.patches
+    assert span.get_x() == pytest.approx(1.5)  # shaded from future step 2 on
+
+
+def test_voe_colours_are_one_per_model(full: tuple[Path, dict]) -> None:
+    root, _ = full
+    figures = _voe_figures(root)
+    colour = {"teacher": 0, "random teacher": 1, "fp32 student": 2, "random student": 3, "xnnpack-int8 artifact": 4}
+
+    def labelled(ax):
+        return {ln.get_label(): ln.get_color() for ln in ax.get_lines() if not ln.get_label().startswith("_")}
+
+    example = labelled(figures["voe_example_1"].draw().axes[-1])
+    mean = labelled(figures["voe_difference"].draw().axes[0])
+    assert mean.keys() == colour.keys()  # every stage with VoE results
+    for got in (example, mean):
+        assert all(c == plots.PALETTE[colour[name]] for name, c in got.items()), got
+    bars = figures["voe"].draw().axes[0]
+    box = bars.get_legend()
+    legend = {t.get_text(): h for t, h in zip(box.get_texts(), box.legend_handles, strict=True)}
+    for name, i in colour.items():
+        assert legend[name].get_facecolor()[:3] == pytest.approx(_rgb(plots.PALETTE[i]))
+
+
+def test_voe_mean_difference(full: tuple[Path, dict]) -> None:
+    root, _ = full
+    figure = _voe_figures(root)["voe_difference"]
+    assert "Mean over pairs of" in figure.caption and "share their first 6 frames" in figure.caption
+    ax = figure.draw().axes[0]
+    teacher = next(ln for ln in ax.get_lines() if ln.get_label() == "teacher")
+    assert list(teacher.get_ydata()) == pytest.approx([0.0, 0.085, 0.17])  # overall accuracy 0.85: a/10, a/5
+
+
+def _rgb(hex_colour: str) -> tuple[float, float, float]:
+    return tuple(int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5))  # type: ignore[return-value]
 
 
 def test_html_is_self_contained(full: tuple[Path, dict]) -> None:

@@ -58,7 +58,7 @@ def test_every_figure_loads_offline_in_chromium(tmp_path: Path) -> None:
     assert body is not None, f"chromium dumped no page (exit {dom.returncode}): {dom.stderr[-2000:]}"
     attrs = dict(re.findall(r'([\w-]+)="([^"]*)"', body.group(0)))
     assert "data-figures" in attrs, f"the page's script did not run: {body.group(0)}"
-    assert int(attrs["data-figures"]) == result.figures == int(attrs["data-figures-expected"]) == 11
+    assert int(attrs["data-figures"]) == result.figures == int(attrs["data-figures-expected"]) == 12
     assert int(attrs["data-figures-loaded"]) == result.figures
 
     shot = tmp_path / "report.png"

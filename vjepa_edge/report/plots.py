@@ -54,16 +54,19 @@ def grouped_bars(
     chance_label: str = "chance",
     percent: bool = True,
     notes: Sequence[str] | None = None,
+    colours: Sequence[str] | None = None,
 ) -> Any:
     """Bars of several series side by side per group (accuracy per stage and label, VoE accuracy per kind and
-    model), with a dashed chance line and an optional note above each group."""
+    model), with a dashed chance line and an optional note above each group. `colours`: one per series (a model's
+    colour across the report), else the palette in order."""
     fig, (ax,) = _figure(max(6.0, 0.9 * len(groups) * max(len(series), 1) ** 0.5 + 2), 3.4)
     n = max(len(series), 1)
     width = 0.8 / n
     for i, (name, values) in enumerate(series.items()):
         xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
         ys = [v if v is not None else 0.0 for v in values]
-        bars = ax.bar(xs, ys, width, label=name, color=PALETTE[i % len(PALETTE)])
+        colour = colours[i] if colours and i < len(colours) else PALETTE[i % len(PALETTE)]
+        bars = ax.bar(xs, ys, width, label=name, color=colour)
         for bar, v in zip(bars, values, strict=True):
             if v is not None and n * len(groups) <= 24:
                 label = f"{v:.0%}" if percent else f"{v:.2f}"
@@ -164,17 +167,63 @@ def curves(panels: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, ti
     return fig
 
 
+SURPRISE_DIFF = "surprise(impossible) − surprise(possible)"
+
+
+def _difference_axis(ax: Any, lines: Sequence[tuple[str, str, Sequence[float]]], differ_from: int | None) -> None:
+    """Per model (label, colour, values per future step) the impossible-minus-possible surprise, a zero line, and
+    the future steps where the two clips differ shaded from `differ_from` (1-based) on."""
+    from matplotlib.ticker import MaxNLocator
+
+    steps = max((len(ys) for _, _, ys in lines), default=0)
+    if differ_from is not None and steps and differ_from <= steps:
+        ax.axvspan(max(differ_from, 1) - 0.5, steps + 0.5, color=OVER, alpha=0.08, linewidth=0, label="clips differ")
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    for label, colour, ys in lines:
+        if ys:
+            ax.plot(range(1, len(ys) + 1), ys, color=colour, label=label, linewidth=1.6, marker="o", markersize=3)
+    if steps:
+        ax.set_xlim(0.5, steps + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3), useOffset=False)
+    ax.yaxis.get_offset_text().set_fontsize(7)
+    ax.set_xlabel("future step (predicted from the context)", fontsize=8)
+    ax.set_ylabel(SURPRISE_DIFF, fontsize=8)
+    ax.tick_params(labelsize=7)
+    if lines:  # the models first, the shading last
+        handles, names = ax.get_legend_handles_labels()
+        order = sorted(range(len(names)), key=lambda i: names[i] == "clips differ")
+        ax.legend(
+            [handles[i] for i in order],
+            [names[i] for i in order],
+            fontsize=7,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
+
+
+def voe_difference(lines: Sequence[tuple[str, str, Sequence[float]]], *, differ_from: int | None = None) -> Any:
+    """The VoE summary: per model (label, colour, values) the mean over pairs of impossible-minus-possible surprise
+    per future step; above zero the model is surprised by the violation."""
+    fig, (ax,) = _figure(9.0, 3.2)
+    _difference_axis(ax, lines, differ_from)
+    return fig
+
+
 def voe_example(
     possible: Any,
     impossible: Any,
-    surprise: dict[str, dict[str, Sequence[float]]],
+    lines: Sequence[tuple[str, str, Sequence[float]]],
     *,
     title: str,
     diverge_frame: int | None,
+    differ_from: int | None = None,
     max_frames: int = 8,
 ) -> Any:
-    """One possible/impossible pair: two filmstrips (frames [T, H, W, 3] uint8, or None) and the surprise curve of
-    every model over the future steps (solid impossible, dashed possible, one colour per model)."""
+    """One possible/impossible pair: two filmstrips (frames [T, H, W, 3] uint8, or None) and below them each
+    model's surprise difference, impossible minus possible, per future step (`lines`: label, colour, values),
+    with the future steps where the clips differ shaded from `differ_from` (1-based) on."""
     from matplotlib.figure import Figure
 
     strips = [(n, f) for n, f in (("possible", possible), ("impossible", impossible)) if f is not None]
@@ -197,20 +246,7 @@ def voe_example(
                 ax.set_ylabel(name, fontsize=8)
     ax = fig.add_subplot(grid[len(strips), :])
     ax.spines[["top", "right"]].set_visible(False)
-    for i, (model, c) in enumerate(surprise.items()):
-        colour = PALETTE[i % len(PALETTE)]
-        for kind, style in (("impossible", "-"), ("possible", "--")):
-            ys = c.get(kind) or []
-            if ys:
-                ax.plot(range(1, len(ys) + 1), ys, style, color=colour, label=f"{model} {kind}", linewidth=1.4)
-    from matplotlib.ticker import MaxNLocator
-
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("future step (predicted from the context)", fontsize=8)
-    ax.set_ylabel("surprise", fontsize=8)
-    ax.tick_params(labelsize=7)
-    if surprise:
-        ax.legend(fontsize=6, ncols=2, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    _difference_axis(ax, lines, differ_from)
     fig.suptitle(title, fontsize=9)
     return fig
 

@@ -138,12 +138,24 @@ def summary(s: RunSummary, cmd: Commands) -> Section:
         ),
         ("feature cosine to the teacher", fmt(num(r, "feature_cosine"))),
     ]
-    int8 = s.eval_stages.get("int8")
+    int8, target = _int8_stage(s)
     acc8, cos8 = num(int8, "probe_acc"), num(int8, "cosine_to_student")  # eval's numbers first, then quantize's
+    from_eval = acc8 is not None or cos8 is not None
     acc8 = acc8 if acc8 is not None else num(q, "probe_acc_int8")
     cos8 = cos8 if cos8 is not None else num(q, "feature_cosine")
     if acc8 is not None or cos8 is not None:
-        rows.append((f"int8 probe ({scheme or 'int8'})", f"{pct(acc8)}, feature cosine to fp32 {fmt(cos8, '.5f')}"))
+        ret8 = num(int8, "retention") if from_eval else _ratio(acc8, num(r, "teacher_probe_acc"))
+        where = ""
+        if from_eval and target is not None:
+            where = f"; measured on the exported artifact {Path(text(s.export, target, 'artifact') or target).name}"
+        elif not from_eval:
+            where = "; from the quantization report"
+        rows.append(
+            (
+                f"int8 probe ({scheme or target or 'int8'})",
+                f"{pct(acc8)} ({pct(ret8)} of the teacher), feature cosine to fp32 {fmt(cos8, '.5f')}{where}",
+            )
+        )
     elif q is not None:
         rows.append((f"int8 probe ({scheme})", f"not evaluated yet; run {cmd.eval}"))
     fp32 = num(q, "size_fp32_bytes") if q else None
@@ -162,21 +174,56 @@ def summary(s: RunSummary, cmd: Commands) -> Section:
         rows.append(
             ("devices", f"{len(fits)} fit ({', '.join(fits) or '-'}); {len(over)} over ({', '.join(over) or '-'})")
         )
-    student_voe = s.eval_stages.get("student")
-    if student_voe is not None:
-        rows.append(
-            (
-                "intuitive physics (VoE)",
-                f"student pairwise accuracy {pct(num(student_voe, 'voe_pairwise_acc'))}, "
-                f"{pct(num(student_voe, 'voe_retention'))} of the teacher's",
-            )
-        )
+    if voe_row := _voe_summary(s, int8, "int8 artifact" if target is not None else "int8 student"):
+        rows.append(("intuitive physics (VoE pairwise accuracy, chance 50 %)", voe_row))
     rows.append(("artifact", s.artifact or "not exported yet"))
     blocks: list[Block] = [Table(header=("", ""), rows=tuple(rows))]
     blocks.append(Text(text="Pipeline of this run:"))
     blocks.append(_pipeline(s, cmd))
     blocks.extend(Text(text=n) for n in s.notes)
     return Section(key="summary", title="Summary", blocks=tuple(blocks))
+
+
+def _int8_stage(s: RunSummary) -> tuple[dict[str, Any] | None, str | None]:
+    """The eval stage that measured the int8 student, and the export target when that was an exported artifact:
+    the "int8" stage (eval runs the int8 program in torch only when asked), else the "artifact:TARGET" stage of an
+    int8 export (the primary export's first)."""
+    stages = s.eval_stages
+    if "int8" in stages:
+        return stages["int8"], None
+    export = s.export or {}
+    primary = s.primary_export
+    targets = sorted(
+        (t for t, e in export.items() if text(e, "precision") == "int8" and f"artifact:{t}" in stages),
+        key=lambda t: export[t] is not primary,
+    )
+    return (stages[f"artifact:{targets[0]}"], targets[0]) if targets else (None, None)
+
+
+def _voe_summary(s: RunSummary, int8: dict[str, Any] | None, int8_name: str) -> str | None:
+    """Teacher vs random-init teacher and student vs random-init student pairwise VoE accuracy (eval.json
+    voe_pairwise_acc, else each stage's own), and the int8 model's."""
+    top = get(s.eval, "voe_pairwise_acc")
+
+    def acc(name: str) -> float | None:
+        v = num(top, name)
+        return v if v is not None else num(s.eval_stages.get(name), "voe_pairwise_acc")
+
+    parts = []
+    for model, baseline in (("teacher", "random_teacher"), ("student", "random_student")):
+        if acc(model) is None and acc(baseline) is None:
+            continue
+        retained = num(s.eval_stages.get(model), "voe_retention") if model == "student" else None
+        parts.append(
+            f"{model} {pct(acc(model))} vs random-init {model} {pct(acc(baseline))}"
+            + (f" ({pct(retained)} of the teacher's)" if retained is not None else "")
+        )
+    if not parts:
+        return None
+    a8 = num(int8, "voe_pairwise_acc")
+    if a8 is not None:
+        parts.append(f"{int8_name} {pct(a8)}")
+    return "; ".join(parts)
 
 
 def _points(v: float | None) -> str:

@@ -1,5 +1,6 @@
-"""The intuitive-physics section: pairwise violation-of-expectation accuracy per kind and model, and a few example
-pairs with their frames (eval/voe_examples.npz) and every model's surprise curve (eval/eval.json)."""
+"""The intuitive-physics section: pairwise violation-of-expectation accuracy per kind and model, the mean surprise
+difference (impossible minus possible) per future step and model, and a few example pairs with their frames
+(eval/voe_examples.npz) and every model's surprise difference (eval/eval.json). One colour per model throughout."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def voe_blocks(s: RunSummary) -> list[Block]:
     )
     groups = [*kinds, "overall"]
     labels = {name: text(st, "label") or name for name, st in models.items()}
+    colours = model_colours(s)
     series: dict[str, list[float | None]] = {}
     for name, st in models.items():
         key = f"accuracy_{text(st, 'voe', 'primary') or text(proto, 'score') or 'max'}"
@@ -49,10 +51,32 @@ def voe_blocks(s: RunSummary) -> list[Block]:
             name="voe",
             caption="Pairwise accuracy per kind of violation and model (dashed: 50 % chance).",
             draw=functools.partial(
-                plots.grouped_bars, groups, series, ylabel="pairwise accuracy", chance=0.5, chance_label="chance (50 %)"
+                plots.grouped_bars,
+                groups,
+                series,
+                ylabel="pairwise accuracy",
+                chance=0.5,
+                chance_label="chance (50 %)",
+                colours=[colours[name] for name in models],
             ),
         )
     )
+    mean_lines = []
+    for name, st in models.items():
+        possible, impossible = (_floats(get(st, "voe", "overall", f"curve_{k}")) for k in ("possible", "impossible"))
+        if possible and len(possible) == len(impossible):
+            mean_lines.append((labels[name], colours[name], [b - a for a, b in zip(possible, impossible, strict=True)]))
+    if mean_lines:
+        after = num(proto, "diverge_after")
+        blocks.append(
+            Figure(
+                name="voe_difference",
+                caption=f"Mean over pairs of {plots.SURPRISE_DIFF} per future step and model: above zero the model is "
+                "more surprised by the impossible clip."
+                + (f" The clips of a pair share their first {after:.0f} frames." if after is not None else ""),
+                draw=functools.partial(plots.voe_difference, mean_lines),
+            )
+        )
     rows = tuple(
         (
             labels[name],
@@ -64,11 +88,35 @@ def voe_blocks(s: RunSummary) -> list[Block]:
         for name, st in models.items()
     )
     blocks.append(Table(header=("model", "kind", "overall", "retention", *kinds), rows=rows))
-    blocks.extend(_examples(s, labels))
+    blocks.extend(_examples(s, labels, colours))
     return blocks
 
 
-def _examples(s: RunSummary, labels: dict[str, str]) -> list[Block]:
+def model_colours(s: RunSummary) -> dict[str, str]:
+    """One colour per eval stage, by its place in eval.json: the same model has the same colour in every VoE
+    figure, whichever stages a figure leaves out."""
+    return {name: plots.PALETTE[i % len(plots.PALETTE)] for i, name in enumerate(s.eval_stages)}
+
+
+def _differ_step(s: RunSummary, stage: str, diverge_frame: float | None) -> int | None:
+    """The first future step (1-based) whose frames include `diverge_frame`, for this stage's context: step k
+    covers frames (context_steps + k - 1) * tubelet .. + tubelet - 1. None when the context is unknown."""
+    if diverge_frame is None:
+        return None
+    steps = num(s.eval_stages.get(stage), "voe", "context_steps")
+    steps = steps if steps is not None else num(s.eval, "protocol", "voe", "context_steps", stage)
+    steps = steps if steps is not None else num(s.eval, "protocol", "voe", "context_steps")
+    if steps is None:
+        return None
+    frames = num(s.eval_stages.get(stage), "voe", "context_frames")
+    tubelet = int(frames // steps) if frames and steps else 2
+    k = 1
+    while (steps + k - 1) * tubelet + tubelet - 1 < diverge_frame:
+        k += 1
+    return k
+
+
+def _examples(s: RunSummary, labels: dict[str, str], colours: dict[str, str]) -> list[Block]:
     pairs = get(s.eval, "examples", "pairs")
     if not isinstance(pairs, list) or not pairs:
         return [Text(text="eval.json has no example pairs.")]
@@ -80,30 +128,49 @@ def _examples(s: RunSummary, labels: dict[str, str]) -> list[Block]:
         if not isinstance(pair, dict):
             continue
         surprise = get(pair, "surprise")
-        curves = {
-            labels.get(stage, stage): {k: _floats(get(c, k)) for k in ("possible", "impossible")}
-            for stage, c in (surprise.items() if isinstance(surprise, dict) else [])
-            if isinstance(c, dict)
-        }
+        diverge = num(pair, "diverge_frame")
+        lines, differ = [], {}
+        for stage, c in surprise.items() if isinstance(surprise, dict) else []:
+            possible_c, impossible_c = _floats(get(c, "possible")), _floats(get(c, "impossible"))
+            if not possible_c or len(possible_c) != len(impossible_c):
+                continue
+            colour = colours.get(stage, plots.PALETTE[len(lines) % len(plots.PALETTE)])
+            lines.append(
+                (labels.get(stage, stage), colour, [b - a for a, b in zip(possible_c, impossible_c, strict=True)])
+            )
+            differ[labels.get(stage, stage)] = _differ_step(s, stage, diverge)
         possible = impossible = None
         if frames is not None and i < len(frames[0]):
             possible, impossible = frames[0][i], frames[1][i]
         kind = text(pair, "kind") or "?"
-        diverge = num(pair, "diverge_frame")
         title = f"example {i + 1}: {kind} (pair {num(pair, 'index') or 0:.0f})" + (
             f", clips differ from frame {diverge:.0f}" if diverge is not None else ""
         )
+        steps = set(differ.values())
+        common = steps.pop() if len(steps) == 1 else None
+        if common is not None:
+            where = f" The clips differ from future step {common} on (shaded); before it the curves should sit at 0."
+        elif any(v is not None for v in differ.values()):
+            where = (
+                " The clips differ from future step "
+                + ", ".join(f"{v} for {m}" for m, v in differ.items() if v is not None)
+                + "."
+            )
+        else:
+            where = ""
         blocks.append(
             Figure(
                 name=f"voe_example_{i + 1}",
-                caption=f"{title}. Solid lines: surprise on the impossible clip; dashed: on the possible one.",
+                caption=f"{title}. Below the frames: {plots.SURPRISE_DIFF} per future step and model; above zero "
+                f"the model is more surprised by the impossible clip.{where}",
                 draw=functools.partial(
                     plots.voe_example,
                     possible,
                     impossible,
-                    curves,
+                    lines,
                     title=title,
                     diverge_frame=None if diverge is None else int(diverge),
+                    differ_from=common,
                 ),
             )
         )
