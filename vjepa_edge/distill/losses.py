@@ -83,6 +83,15 @@ def tube_masks(batch: int, grid: Grid, ratio: float, generator: torch.Generator)
     return tubes(visible_s), tubes(hidden_s)
 
 
+def causal_masks(batch: int, grid: Grid) -> tuple[Tensor, Tensor]:
+    """The first half of the time steps visible, the second hidden (the future to predict), for every sample.
+    Returns (visible_idx [B, K], hidden_idx [B, M]) in (t, h, w) order."""
+    T, H, W = grid
+    split = (T // 2) * H * W
+    visible, hidden = torch.arange(split), torch.arange(split, T * H * W)
+    return visible.expand(batch, -1), hidden.expand(batch, -1)
+
+
 class DistillHead(nn.Module):
     """The trained modules besides the student: the projector and, for `masked`, the predictor."""
 

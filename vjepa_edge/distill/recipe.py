@@ -130,7 +130,9 @@ class LossConfig:
     widths differ). `masked`: the student sees the clip with `mask_ratio` of its tokens hidden (tubes) and a
     light predictor (`pred_dim` x `pred_depth`) regresses the teacher's features of the hidden tokens, while
     the visible ones are matched as in `latent`. `distance` to the teacher's tokens after a non-affine
-    LayerNorm (`normalize_targets`, as V-JEPA's targets)."""
+    LayerNorm (`normalize_targets`, as V-JEPA's targets). `causal_fraction` of the `masked` steps hide the second
+    half of the clip instead (the first half is the context): the predictor then learns to predict the future,
+    which is what intuitive-physics surprise asks of it (the teacher's own pretraining has such a mask)."""
 
     kind: Literal["latent", "masked"] = "latent"
     distance: Literal["l1", "smooth_l1", "cosine"] = "l1"
@@ -140,11 +142,18 @@ class LossConfig:
     pred_dim: int = 192
     pred_depth: int = 2
     pred_heads: int = 4
+    causal_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         p: list[str] = []
         if not (isinstance(self.mask_ratio, int | float) and 0.0 < self.mask_ratio < 1.0):
             p.append(f"mask_ratio={self.mask_ratio!r}: need a fraction in (0, 1)")
+        if not (
+            isinstance(self.causal_fraction, int | float)
+            and not isinstance(self.causal_fraction, bool)
+            and 0.0 <= self.causal_fraction <= 1.0
+        ):
+            p.append(f"causal_fraction={self.causal_fraction!r}: need a fraction in [0, 1]")
         _positive(self, ("pred_dim", "pred_depth", "pred_heads"), p)
         if not p and self.pred_dim % self.pred_heads:
             p.append(f"pred_dim={self.pred_dim} is not divisible by pred_heads={self.pred_heads}")
@@ -299,6 +308,8 @@ class Recipe:
         for key in ("description", "deploy", "eval"):
             data.pop(key, None)
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
+        if not data["loss"].get("causal_fraction"):  # runs from before the field existed keep their digest
+            data["loss"].pop("causal_fraction", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def replace(self, **sections: dict[str, Any]) -> Recipe:

@@ -27,7 +27,15 @@ from torch import Tensor, nn
 from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.loader import collate_clips, steps_per_epoch
 from vjepa_edge.data.sources import open_source
-from vjepa_edge.distill.losses import DistillHead, DistillModel, distill_loss, teacher_targets, token_cosine, tube_masks
+from vjepa_edge.distill.losses import (
+    DistillHead,
+    DistillModel,
+    causal_masks,
+    distill_loss,
+    teacher_targets,
+    token_cosine,
+    tube_masks,
+)
 from vjepa_edge.distill.recipe import Recipe, recipe_from_dict
 from vjepa_edge.distill.teachers import get_teacher_source
 from vjepa_edge.distill.validate import validate_recipe
@@ -277,7 +285,10 @@ class _Distiller(Trainer):
         masks = None
         if r.loss.kind == "masked":
             self.mask_gen.manual_seed(r.run.seed * 1_000_003 + step * 4099 + self.info.rank)
-            visible, hidden = tube_masks(clip.shape[0], self.student_grid, r.loss.mask_ratio, self.mask_gen)
+            if r.loss.causal_fraction and torch.rand(1, generator=self.mask_gen).item() < r.loss.causal_fraction:
+                visible, hidden = causal_masks(clip.shape[0], self.student_grid)
+            else:
+                visible, hidden = tube_masks(clip.shape[0], self.student_grid, r.loss.mask_ratio, self.mask_gen)
             masks = (visible.to(self.device), hidden.to(self.device))
         student_in = self.student_input.adapt(clip)
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
