@@ -15,6 +15,7 @@ from vjepa_edge.data.sources import PhysicsDataset
 from vjepa_edge.errors import ConfigError, DataError
 from vjepa_edge.eval import (
     AttentiveProbe,
+    AttentiveProbe4,
     Features,
     LinearProbe,
     ProbeConfig,
@@ -250,3 +251,18 @@ def test_extracted_features_carry_their_token_grid() -> None:
     assert extract_features(enc, ds).grid == (2, 2, 2)
     with pytest.raises(ValueError, match="grid"):
         Features(tokens=torch.zeros(2, 8, 4), grid=(2, 2, 3))
+
+
+def test_four_block_probe_has_vjepa2_keys() -> None:
+    keys = set(AttentiveProbe4(48, 5).state_dict())
+    blocks = {k for k in keys if k.startswith("pooler.blocks.")}
+    assert {k.split(".")[2] for k in blocks} == {"0", "1", "2"}  # three self-attention blocks first
+    assert "pooler.blocks.0.attn.qkv.weight" in blocks and "pooler.blocks.2.mlp.fc2.bias" in blocks
+    assert keys - blocks == set(AttentiveProbe(48, 5).state_dict())
+
+
+@pytest.mark.slow
+def test_four_block_probe_finds_the_marked_token(marked: tuple[Features, Features]) -> None:
+    train, test = marked
+    result = train_probe(train, test, "marked", ProbeConfig(kind="attentive4", lrs=FAST.lrs, epochs=FAST.epochs))
+    assert result.kind == "attentive4" and result.accuracy > 0.9, result

@@ -201,7 +201,9 @@ def probe(
     test_clips: Annotated[int, typer.Option(help="Held-out physics clips the probe is tested on.")] = 512,
     kind: Annotated[
         str,
-        typer.Option(help="grid (linear on the token map), attentive (V-JEPA's) or linear (mean-pooled)."),
+        typer.Option(
+            help="grid (linear on the token map), attentive (V-JEPA's), attentive4 (V-JEPA 2's four-block) or linear."
+        ),
     ] = "grid",
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,

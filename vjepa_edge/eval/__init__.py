@@ -2,6 +2,7 @@
 
 from vjepa_edge.eval.probe import (
     AttentiveProbe,
+    AttentiveProbe4,
     Features,
     GridLinearProbe,
     LinearProbe,
@@ -15,6 +16,7 @@ from vjepa_edge.eval.probe import (
 
 __all__ = [
     "AttentiveProbe",
+    "AttentiveProbe4",
     "Features",
     "GridLinearProbe",
     "LinearProbe",
