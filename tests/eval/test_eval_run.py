@@ -86,6 +86,7 @@ def test_surprise_of_teacher_student_and_baselines(masked_run: Path, evaluated: 
         assert set(e["surprise"]) == set(voe)
 
 
+@pytest.mark.slow
 def test_recompute_probes_every_stage_again(masked_run: Path, evaluated: dict, tmp_path: Path) -> None:
     again = evaluate_run(
         masked_run, EvalOptions(recompute=True, voe=False, stages=("student",)), out=tmp_path, progress=False
