@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teacher", "av", "PIL")
+HEAVY = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teacher", "av", "PIL", "matplotlib")
 NEVER = ("executorch", "coremltools", "onnx", "onnxruntime", "onnxscript", "teacher")
 
 
@@ -20,7 +20,7 @@ def _loaded_after(code: str, roots: tuple[str, ...]) -> list[str]:
 def test_import_is_lean() -> None:
     code = (
         "import sys, vjepa_edge, vjepa_edge.models, vjepa_edge.data, vjepa_edge.cli, vjepa_edge.eval;"
-        "import vjepa_edge.config;"
+        "import vjepa_edge.config, vjepa_edge.report;"
         "from vjepa_edge import load_vjepa"
     )
     assert _loaded_after(code, HEAVY) == []

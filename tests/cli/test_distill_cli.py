@@ -96,20 +96,24 @@ def test_vit_b_says_how_to_pass_a_released_teacher(tmp_path) -> None:
 
 
 def test_list_recipes_and_students() -> None:
-    r = _run("list", "recipes", "--json")
-    assert r.returncode == 0, r.stderr
-    names = [row["name"] for row in json.loads(r.stdout.strip().splitlines()[-1])["recipes"]]
-    assert {"vit_t", "vit_s", "vit_b"} <= set(names)
-    r = _run("list", "students", "--json")
-    assert r.returncode == 0, r.stderr
-    assert [row["name"] for row in json.loads(r.stdout.strip().splitlines()[-1])["students"]] == list_students()
+    from typer.testing import CliRunner
+
+    from vjepa_edge.cli import app
+
+    def listed(what: str) -> list[str]:
+        r = CliRunner().invoke(app, ["list", what, "--json"])
+        assert r.exit_code == 0, r.output
+        return [row["name"] for row in json.loads(r.stdout.strip().splitlines()[-1])[what]]
+
+    assert {"vit_t", "vit_s", "vit_b"} <= set(listed("recipes"))
+    assert listed("students") == list_students()
     _clean_failure(_run("list", "studnets"))
 
 
 def test_tiny_distillation_end_to_end(tmp_path) -> None:
     teacher = make_teacher(tmp_path / "t.safetensors")
     recipe = write_toml(tmp_path / "tiny.toml", tiny_recipe_dict(teacher, tmp_path / "cache"))
-    r = _run("distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--json")
+    r = _run("distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"), "--no-deploy", "--json")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert 0.0 <= out["student_probe_acc"] <= 1.0 and out["student_params"] > 0

@@ -294,6 +294,7 @@ def test_bad_input_is_refused_before_any_work(tmp_path: Path, case: str) -> None
         assert sorted(p.name for p in path.iterdir()) in (["config.json"], ["report.json"], [])
 
 
+@pytest.mark.slow
 def test_bad_input_as_a_user_sees_it(tmp_path: Path) -> None:
     """The real entry point: one error line, one hint line, exit code 1, no traceback."""
     result = subprocess.run(
@@ -302,12 +303,3 @@ def test_bad_input_as_a_user_sees_it(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "is not a finished distill run: it has no report.json" in result.stderr
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
-
-
-def test_import_is_lean() -> None:
-    code = (
-        "import sys, vjepa_edge.report, vjepa_edge.cli.report;"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "[]"
