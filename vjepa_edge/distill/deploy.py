@@ -128,6 +128,7 @@ def deploy(run_dir: str | Path, recipe: Recipe, *, progress: bool = True) -> Dep
             failed = name
             log.error("deploy stage %s failed: %s (rerun it with `%s`)", name, entry["error"], commands[name])
         _record(run, result)  # after every stage: an interrupted deploy still says what it did
+    _record(run, result)  # with the skipped stages
     return result
 
 
