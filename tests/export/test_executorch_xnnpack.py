@@ -13,6 +13,7 @@ from vjepa_edge.models.arch import EncoderArch
 from vjepa_edge.models.vit import VisionTransformer
 
 
+@pytest.mark.slow  # tests/export/test_export.py runs every exported .pte against eager in the default suite
 @pytest.mark.parametrize("pos", ["rope", "sincos"])
 def test_encoder_runs_in_executorch_xnnpack(pos: str) -> None:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner

@@ -148,6 +148,7 @@ def test_kept_modules_have_no_quantize_around_their_linears(vit: nn.Module, vit_
 
 
 # xnnpack-int8-dyn shares this path with xnnpack-int8 (only the quantizer's config differs): left out for time.
+@pytest.mark.slow  # tests/quant/test_qat.py runs the QAT fine-tune in the default suite
 @pytest.mark.parametrize("name", [SCHEMES[0], SCHEMES[2]])
 def test_qat_prepare_train_convert(name: str) -> None:
     model = _vit()

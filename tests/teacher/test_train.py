@@ -82,6 +82,7 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "vjepa_edge", "teacher", "pretrain", *args]
 
 
+@pytest.mark.slow  # the library-level resume test above runs in the default suite
 def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
     config = tmp_path / "tiny.toml"
     lines = ['name = "tiny"']
@@ -117,7 +118,7 @@ def test_killed_cli_run_resumes_to_the_same_weights(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+@pytest.mark.parametrize("strategy", [pytest.param("ddp", marks=pytest.mark.slow), "fsdp2"])  # distill covers DDP
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, strategy):
     done = run_two_processes(ROOT / "tests" / "teacher" / "ddp_worker.py", str(tmp_path), strategy, port_base=29500)
     assert done.returncode == 0, done.stderr[-3000:]
