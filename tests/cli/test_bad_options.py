@@ -157,6 +157,7 @@ def test_written_files_follow_the_umask(tmp_path: Path) -> None:
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, (p, oct(p.stat().st_mode))
 
 
+@pytest.mark.slow  # DDP itself: tests/distill/test_distill.py::test_two_process_gloo_run_keeps_ranks_identical
 def test_torchrun_distill_through_the_cli_exits_0_on_both_ranks(tmp_path: Path) -> None:
     teacher = make_teacher(tmp_path / "teacher.safetensors")
     recipe = write_toml(

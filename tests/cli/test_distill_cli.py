@@ -117,6 +117,7 @@ def test_tiny_distillation_end_to_end(tmp_path) -> None:
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert 0.0 <= out["student_probe_acc"] <= 1.0 and out["student_params"] > 0
+    assert "deploy" not in out and not (tmp_path / "run" / "quant").exists()  # --no-deploy stops after the student
     assert load_vjepa(out["student_path"]).encoder.embed_dim == 192
     r = _run("distill", "--recipe", str(recipe), "--out", str(tmp_path / "run"))
     _clean_failure(r)
