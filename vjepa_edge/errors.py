@@ -75,3 +75,10 @@ class CannotRunError(VjepaEdgeError):
 
 class DeviceError(VjepaEdgeError):
     """A device that cannot be reached or run on: adb/ssh missing, no device attached, a command on it that failed."""
+
+
+def debugging() -> bool:
+    """VJEPA_EDGE_DEBUG is set: a bug raises with its traceback instead of becoming one line."""
+    import os
+
+    return bool(os.environ.get("VJEPA_EDGE_DEBUG"))

@@ -106,6 +106,44 @@ class RunDir:
         return self.student if kind == "distill" else self.teacher
 
 
+@dataclass(frozen=True, slots=True)
+class StageCommands:
+    """The command that makes each part of the distill run folder `run` (recipe `name`), with the quantization
+    scheme, export target and profile devices to use: what the report shows for a part not made yet, and what a
+    failed deploy stage says to rerun. No devices: every device profile."""
+
+    run: str
+    name: str
+    scheme: str = "xnnpack-int8"
+    target: str = "xnnpack-int8"
+    devices: tuple[str, ...] = ()
+
+    @property
+    def distill(self) -> str:
+        return f"vjepa-edge distill --recipe {self.name} --out {self.run}"
+
+    @property
+    def quantize(self) -> str:
+        return f"vjepa-edge quantize {self.run} --scheme {self.scheme}"
+
+    @property
+    def export(self) -> str:
+        return f"vjepa-edge export {self.run} --target {self.target}"
+
+    @property
+    def profile(self) -> str:
+        devices = " ".join(f"--device {d}" for d in self.devices) or "--device all"
+        return f"vjepa-edge profile {self.run} {devices}"
+
+    @property
+    def eval(self) -> str:
+        return f"vjepa-edge eval {self.run}"
+
+    @property
+    def report(self) -> str:
+        return f"vjepa-edge report {self.run}"
+
+
 _STEP_DIR = re.compile(r"^step_(\d{7,})$")
 
 

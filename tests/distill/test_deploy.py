@@ -11,23 +11,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.distill.conftest import tiny_recipe_dict, write_toml
-from tests.eval.test_eval_run import make_world_model_teacher
+from tests.eval.test_eval_run import make_world_model_teacher, world_model_recipe_dict
 from vjepa_edge.cli import app
 
 runner = CliRunner()
 
 
 def _recipe(root: Path) -> Path:
-    teacher = make_world_model_teacher(root / "teacher.safetensors")
-    data = tiny_recipe_dict(
-        teacher,
-        root / "cache",
-        student={"frames": 8, "size": 32, "patch_size": 8},
-        loss={"kind": "masked", "pred_dim": 48, "pred_depth": 1, "pred_heads": 3},
-        optim={"steps": 4},
-        deploy={"scheme": "xnnpack-int8", "target": "xnnpack-int8", "devices": ["quest3", "iphone15pro"]},
-    )
-    return write_toml(root / "tiny.toml", data)
+    deploy = {"scheme": "xnnpack-int8", "target": "xnnpack-int8", "devices": ["quest3", "iphone15pro"]}
+    return write_toml(root / "tiny.toml", world_model_recipe_dict(root, deploy=deploy))
 
 
 def _distill(*args: str) -> tuple[int, dict, str]:

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from tests.conftest import pico_predictor_arch
-from tests.distill.conftest import tiny_recipe
+from tests.distill.conftest import tiny_recipe_dict
+from vjepa_edge.distill.recipe import recipe_from_dict
 from vjepa_edge.distill.train import distill
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.eval.run import EVAL_JSON, EXAMPLES, EvalOptions, evaluate_run
@@ -32,18 +33,22 @@ def make_world_model_teacher(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def masked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("eval")
-    teacher = make_world_model_teacher(root / "teacher.safetensors")
-    recipe = tiny_recipe(
-        teacher,
+def world_model_recipe_dict(root: Path, **sections: dict) -> dict:
+    """A tiny masked recipe of that teacher (written to `root`): 8 frames, so VoE pairs fit, 4 steps."""
+    return tiny_recipe_dict(
+        make_world_model_teacher(root / "teacher.safetensors"),
         root / "cache",
         student={"frames": 8, "size": 32, "patch_size": 8},
         loss={"kind": "masked", "pred_dim": 48, "pred_depth": 1, "pred_heads": 3},
         optim={"steps": 4},
+        **sections,
     )
-    distill(recipe, root / "run", progress=False)
+
+
+@pytest.fixture(scope="module")
+def masked_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("eval")
+    distill(recipe_from_dict(world_model_recipe_dict(root)), root / "run", progress=False)
     return root / "run"
 
 

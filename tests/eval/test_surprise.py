@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tests.conftest import pico_predictor_arch
+from tests.export.conftest import make_masked_layout
 from vjepa_edge.data.physics import VOE_KINDS, VoEPair, generate_voe_pair
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.eval.surprise import (
@@ -214,30 +215,6 @@ def test_refusals(model: VJEPA, pairs: list[VoEPair]) -> None:
         teacher_surprise_model(VJEPA(VJEPAArch(version="vjepa2", encoder=ENCODER)))
 
 
-def _masked_layout(root: Path, loss: dict) -> Path:
-    """The layout a distill run leaves (student, recipe.json, a checkpoint whose state holds the head), with random
-    weights (as tests/export/test_predictor.py's `masked_layout`)."""
-    from tests.distill.conftest import tiny_recipe
-    from tests.export.conftest import tiny_student
-    from vjepa_edge.distill.losses import DistillHead
-    from vjepa_edge.models.checkpoint import save_vjepa
-    from vjepa_edge.models.vjepa import student_model
-    from vjepa_edge.runinfo import write_json
-    from vjepa_edge.runs import RunDir
-
-    run = RunDir(root / "run")
-    student = tiny_student()
-    save_vjepa(student_model(student), run.student)
-    write_json(run.recipe, tiny_recipe(root / "teacher.safetensors", root / "cache", loss=loss).to_dict())
-    step = run.checkpoints / "step_0000004"
-    step.mkdir(parents=True)
-    save_vjepa(student_model(student), step / "model.safetensors")
-    torch.manual_seed(1)
-    head = DistillHead(48, 40, tuple(student.grid), masked=loss["kind"] == "masked", pred_dim=24, pred_depth=2)
-    torch.save({"head": head.state_dict()}, step / "state.pt")
-    return run.root
-
-
 def test_student_surprise_predicts_its_own_projected_tokens(tmp_path: Path) -> None:
     """Student grid 2 x 4 x 4 (4 frames at 32 px): context = step 0, target = the projected student tokens of step 1."""
     from vjepa_edge.distill.head import load_head
@@ -245,7 +222,7 @@ def test_student_surprise_predicts_its_own_projected_tokens(tmp_path: Path) -> N
     from vjepa_edge.runs import RunDir
 
     loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
-    run = _masked_layout(tmp_path / "masked", loss)
+    run = make_masked_layout(tmp_path / "masked", loss)
     model = student_surprise_model(run)
     spec = model.input_spec
     assert spec.grid == (2, 4, 4)
@@ -263,7 +240,7 @@ def test_student_surprise_predicts_its_own_projected_tokens(tmp_path: Path) -> N
     torch.testing.assert_close(s, (pred - target).abs().mean(dim=(1, 2)).unsqueeze(1))
     result = voe_pairwise(model, pair, context_steps=1)
     assert result.frames_per_step == 4  # tubelet 2 of a clip subsampled from 8 frames to 4
-    latent = _masked_layout(tmp_path / "latent", {"kind": "latent"})
+    latent = make_masked_layout(tmp_path / "latent", {"kind": "latent"})
     with pytest.raises(ConfigError, match="masked"):
         student_surprise_model(latent)
 
@@ -352,7 +329,7 @@ def test_student_with_a_full_clip_encoder_and_held_context(tmp_path: Path) -> No
     from vjepa_edge.runs import RunDir
 
     loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
-    run = _masked_layout(tmp_path, loss)
+    run = make_masked_layout(tmp_path, loss)
     encoder = FullClip(load_vjepa(RunDir(run).student).encoder.eval())
     with pytest.raises(ConfigError, match="whole clips") as e:
         student_surprise_model(run, encoder=encoder)  # context "tokens" needs the eager encoder's token indices
@@ -369,7 +346,7 @@ def test_student_with_a_full_clip_encoder_and_held_context(tmp_path: Path) -> No
 
 def test_random_student_baseline(tmp_path: Path) -> None:
     loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
-    run = _masked_layout(tmp_path, loss)
+    run = make_masked_layout(tmp_path, loss)
     state = torch.random.get_rng_state()
     fresh, again = random_student_surprise_model(run, seed=0), random_student_surprise_model(run, seed=0)
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -425,7 +402,7 @@ def test_exported_predictor_runs_and_refuses_other_splits(tmp_path: Path) -> Non
     from vjepa_edge.export.run import ExportOptions, export
 
     loss = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "pred_heads": 4}
-    run = _masked_layout(tmp_path, loss)
+    run = make_masked_layout(tmp_path, loss)
     options = ExportOptions(target="onnx-fp32", part="predictor", verify_clips=1)
     path = export(run, options, out=tmp_path / "predictor.onnx", progress=False).path
     artifact = PredictorArtifact(path)

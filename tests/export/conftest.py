@@ -31,6 +31,27 @@ def make_run(root: Path) -> Path:
     return run.root
 
 
+def make_masked_layout(root: Path, loss: dict) -> Path:
+    """The layout a distill run trained with `loss` leaves (student, recipe.json, a checkpoint whose state holds the
+    head), written directly with random weights: seconds instead of a minute of distillation."""
+    from vjepa_edge.distill.losses import DistillHead
+
+    run = RunDir(root / "run")
+    student = tiny_student()
+    save_vjepa(student_model(student), run.student)
+    write_json(run.recipe, tiny_recipe(root / "teacher.safetensors", root / "cache", loss=loss).to_dict())
+    step = run.checkpoints / "step_0000004"
+    step.mkdir(parents=True)
+    save_vjepa(student_model(student), step / "model.safetensors")
+    torch.manual_seed(1)
+    masked = loss["kind"] == "masked"
+    head = DistillHead(
+        48, 40, tuple(student.grid), masked=masked, pred_dim=24, pred_depth=2, pred_heads=loss.get("pred_heads", 4)
+    )
+    torch.save({"head": head.state_dict()}, step / "state.pt")
+    return run.root
+
+
 @pytest.fixture(scope="module")
 def run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(tmp_path_factory.mktemp("export"))

@@ -13,6 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from tests.distill.conftest import make_teacher, tiny_recipe
+from tests.export.conftest import make_masked_layout
 from vjepa_edge.cli import app
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.export import run as export_run
@@ -26,27 +27,8 @@ PRED = {"kind": "masked", "mask_ratio": 0.5, "pred_dim": 24, "pred_depth": 2, "p
 
 @pytest.fixture(scope="module")
 def masked_layout(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The layout a masked distill run leaves (student, recipe.json, a checkpoint whose state holds the head),
-    written directly with random weights: seconds instead of a minute of distillation (`masked_run` is the real
-    one, in the slow tests)."""
-    from tests.export.conftest import tiny_student
-    from vjepa_edge.distill.losses import DistillHead
-    from vjepa_edge.models.checkpoint import save_vjepa
-    from vjepa_edge.models.vjepa import student_model
-    from vjepa_edge.runinfo import write_json
-
-    root = tmp_path_factory.mktemp("layout")
-    run = RunDir(root / "run")
-    student = tiny_student()
-    save_vjepa(student_model(student), run.student)
-    write_json(run.recipe, tiny_recipe(root / "teacher.safetensors", root / "cache", loss=PRED).to_dict())
-    step = run.checkpoints / "step_0000004"
-    step.mkdir(parents=True)
-    save_vjepa(student_model(student), step / "model.safetensors")
-    torch.manual_seed(1)
-    head = DistillHead(48, 40, tuple(student.grid), masked=True, pred_dim=24, pred_depth=2, pred_heads=2)
-    torch.save({"head": head.state_dict()}, step / "state.pt")
-    return run.root
+    """A masked run's layout with random weights (`masked_run` is the real one, in the slow tests)."""
+    return make_masked_layout(tmp_path_factory.mktemp("layout"), PRED)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import NoReturn
 
@@ -73,7 +72,7 @@ def main() -> None:
     from typer.core import _click as click  # typer vendors click: its exceptions, not the click package's
 
     from vjepa_edge.cli._common import emit_json, err_console, report
-    from vjepa_edge.errors import VjepaEdgeError
+    from vjepa_edge.errors import VjepaEdgeError, debugging
 
     as_json = _json_requested(sys.argv[1:])
     try:
@@ -95,7 +94,7 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as e:  # a bug, not bad input: one line unless the user asks for the traceback
-        if os.environ.get("VJEPA_EDGE_DEBUG"):
+        if debugging():
             raise
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False, markup=True)
         hint = "set VJEPA_EDGE_DEBUG=1 for the traceback and report it"

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from vjepa_edge.distill.recipe import Recipe
-from vjepa_edge.errors import ConfigError, VjepaEdgeError
+from vjepa_edge.errors import ConfigError, VjepaEdgeError, debugging
 from vjepa_edge.runinfo import write_json
-from vjepa_edge.runs import RunDir
+from vjepa_edge.runs import RunDir, StageCommands
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +76,10 @@ class DeployResult:
 
 
 def _commands(run: Path, recipe: Recipe) -> dict[str, str]:
+    """The command that reruns each stage."""
     d = recipe.deploy
-    devices = " ".join(f"--device {x}" for x in ("host", *d.devices))
-    return {
-        "quantize": f"vjepa-edge quantize {run} --scheme {d.scheme}",
-        "export": f"vjepa-edge export {run} --target {d.target}",
-        "profile": f"vjepa-edge profile {run} {devices}",
-        "eval": f"vjepa-edge eval {run}",
-        "report": f"vjepa-edge report {run}",
-    }
+    c = StageCommands(str(run), recipe.name, d.scheme, d.target, ("host", *d.devices))
+    return {name: getattr(c, name) for name in STAGES}
 
 
 def deploy(run_dir: str | Path, recipe: Recipe, *, progress: bool = True) -> DeployResult:
@@ -120,7 +115,7 @@ def deploy(run_dir: str | Path, recipe: Recipe, *, progress: bool = True) -> Dep
             entry.update(
                 status="failed", error=f"{type(e).__name__}: {e}", hint="set VJEPA_EDGE_DEBUG=1 for the traceback"
             )
-            if _debug():
+            if debugging():
                 raise
         entry["seconds"] = time.perf_counter() - t0
         result.stages[name] = entry
@@ -130,12 +125,6 @@ def deploy(run_dir: str | Path, recipe: Recipe, *, progress: bool = True) -> Dep
         _record(run, result)  # after every stage: an interrupted deploy still says what it did
     _record(run, result)  # with the skipped stages
     return result
-
-
-def _debug() -> bool:
-    import os
-
-    return bool(os.environ.get("VJEPA_EDGE_DEBUG"))
 
 
 def _record(run: RunDir, result: DeployResult) -> None:

@@ -23,7 +23,7 @@ from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
 from vjepa_edge.distill.losses import DistillModel, teacher_targets, token_cosine
 from vjepa_edge.distill.recipe import Recipe
 from vjepa_edge.eval.physics import physics_probe
-from vjepa_edge.eval.probe import ProbeConfig
+from vjepa_edge.eval.probe import Adapted, ProbeConfig
 from vjepa_edge.models.students import build_encoder
 from vjepa_edge.train.loop import task_bar
 
@@ -49,22 +49,6 @@ class Distilled(Protocol):
     def encode(self, clip: Tensor) -> Tensor:
         """The teacher's tokens of a clip at the teacher's input."""
         ...
-
-
-class AdaptedStudent(nn.Module):
-    """A student that takes the teacher's clip (to probe both on the same clips), resampled to the student's
-    own input (`input_spec.adapt`)."""
-
-    def __init__(self, student: nn.Module) -> None:
-        super().__init__()
-        self.student = student
-        self.input_spec = student.input_spec
-
-    def forward(self, clip: Tensor) -> Tensor:
-        return self.student(self.input_spec.adapt(clip))
-
-    def token_grid(self, clip: Tensor) -> tuple[int, int, int]:
-        return tuple(self.student.grid)
 
 
 def _params(module: torch.nn.Module) -> int:
@@ -106,8 +90,8 @@ def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
     random_student = build_encoder(d.student.arch).to(d.device).eval()  # the same architecture, untrained
     encoders = {
         "teacher": d.teacher,
-        "student": AdaptedStudent(d.student),
-        "random_student": AdaptedStudent(random_student),
+        "student": Adapted(d.student, d.student.input_spec, d.student.grid),
+        "random_student": Adapted(random_student, random_student.input_spec, random_student.grid),
     }
     total = len(encoders) * (r.eval.train_clips + r.eval.test_clips)
     with task_bar("probe features", total, enabled=progress) as bar:

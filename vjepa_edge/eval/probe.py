@@ -125,6 +125,21 @@ def extract_features(
     return features
 
 
+class Adapted(nn.Module):
+    """An encoder that takes the evaluation's clips, resampled to its own input (`input_spec.adapt`), so that every
+    stage is probed on the very same clips. `grid`: its token grid (t, h, w)."""
+
+    def __init__(self, encoder: Callable[[Tensor], Tensor], input_spec: Any, grid: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.encoder, self.input_spec, self.grid = encoder, input_spec, tuple(grid)
+
+    def forward(self, clip: Tensor) -> Tensor:
+        return self.encoder(self.input_spec.adapt(clip)).float()
+
+    def token_grid(self, clip: Tensor) -> tuple[int, int, int]:
+        return self.grid
+
+
 def default_num_heads(dim: int) -> int:
     """The divisor of `dim` closest to dim / 64 (64-channel heads, as in V-JEPA's ViTs), at least 1."""
     divisors = [h for h in range(1, dim + 1) if dim % h == 0]

@@ -83,7 +83,6 @@ class Protocol:
     test_clips: int = 512
     seed: int = 0
     fps: float = 8.0
-    voe_pairs: int = 120
     reuse: dict[str, dict[str, float]] = field(default_factory=dict)  # stage -> label -> accuracy (report.json)
     reuse_kind: str = ""  # the probe kind of those accuracies
     chance: float = math.nan  # mean chance accuracy over the labels
@@ -102,7 +101,7 @@ class Protocol:
 
 
 def _protocol(run: RunDir | None, options: EvalOptions) -> Protocol:
-    p = Protocol(voe_pairs=options.voe_pairs)
+    p = Protocol()
     report: dict[str, Any] = {}
     if run is not None and run.kind == "distill":
         from vjepa_edge.distill.head import run_recipe

@@ -22,29 +22,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from vjepa_edge.errors import CheckpointError, ConfigError
+from vjepa_edge.eval.probe import Adapted
 from vjepa_edge.runs import ResolvedModel, RunDir
 
 log = logging.getLogger(__name__)
 
 StageKind = Literal["teacher", "student", "baseline"]
-
-
-class Adapted(nn.Module):
-    """An encoder that takes the evaluation's clips, resampled to its own input (`input_spec.adapt`), so that every
-    stage is probed on the very same clips. `grid`: its token grid (t, h, w)."""
-
-    def __init__(self, encoder: Callable[[Tensor], Tensor], input_spec: Any, grid: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.encoder, self.input_spec, self.grid = encoder, input_spec, tuple(grid)
-
-    def forward(self, clip: Tensor) -> Tensor:
-        return self.encoder(self.input_spec.adapt(clip)).float()
-
-    def token_grid(self, clip: Tensor) -> tuple[int, int, int]:
-        return self.grid
 
 
 @dataclass
@@ -93,22 +79,18 @@ def teacher_file(run: RunDir) -> Path:
     )
 
 
-def _teacher_stages(path: Path, *, part: str = "auto", seed: int = 0) -> list[Stage]:
+def _teacher_stages(model: Any, path: Path, *, part: str = "auto", seed: int = 0) -> list[Stage]:
+    """The teacher `model` (loaded from `path`) and its architecture randomly initialised."""
     from vjepa_edge.distill.cache import state_dict_digest
     from vjepa_edge.eval.surprise import random_init_vjepa, teacher_surprise_model
-    from vjepa_edge.models.checkpoint import load_vjepa
 
-    model = load_vjepa(path)
     if part == "auto":
         part = "target_encoder" if "target_encoder" in model.parts else "encoder"
     encoder = getattr(model, part).eval()
     has_predictor = "predictor" in model.parts
     spec = encoder.input_spec
 
-    def random_model():
-        return random_init_vjepa(model, seed=seed)
-
-    random = random_model()
+    random = random_init_vjepa(model, seed=seed)
     random_encoder = getattr(random, part if part in random.parts else "encoder").eval()
     return [
         Stage(
@@ -132,12 +114,12 @@ def _teacher_stages(path: Path, *, part: str = "auto", seed: int = 0) -> list[St
     ]
 
 
-def _student_stages(resolved: ResolvedModel, seed: int) -> list[Stage]:
+def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> list[Stage]:
+    """The student encoder (loaded from `resolved`) and its architecture randomly initialised."""
     from vjepa_edge.distill.head import head_problems
-    from vjepa_edge.models.checkpoint import load_vjepa
     from vjepa_edge.models.students import build_encoder
 
-    student = load_vjepa(resolved.path).encoder.eval()
+    student = student.eval()
     spec = student.input_spec
     world_model = resolved.run is not None and not head_problems(resolved.run, what="surprise", predictor=True)
     with torch.random.fork_rng(devices=[]):  # the random student of the distillation's own evaluation
@@ -177,28 +159,30 @@ def _random_student_surprise(run: RunDir, seed: int) -> Any:
     return random_student_surprise_model(run, seed=seed + 1)
 
 
-def _lowered_schemes(run: RunDir) -> set[str]:
-    """The schemes whose programs an exported encoder artifact of the run holds."""
+def _exported(run: RunDir) -> list[Any]:
+    """The encoder artifacts `vjepa-edge export` left in the run (none: an empty list)."""
     from vjepa_edge.export.artifacts import find_artifacts
 
     try:
-        return {a.entry.get("scheme") for a in find_artifacts(run.root) if a.entry and a.entry.get("scheme")}
-    except ConfigError:
-        return set()
+        return find_artifacts(run.root)
+    except ConfigError:  # nothing exported
+        return []
 
 
-def _int8_stages(run: RunDir, student: nn.Module, world_model: bool, include: tuple[str, ...]) -> list[Stage]:
+def _int8_stages(
+    run: RunDir, student: nn.Module, world_model: bool, include: tuple[str, ...], lowered: set[str]
+) -> list[Stage]:
     """The int8 programs of RUN/quant/, run in PyTorch. A program that an exported artifact holds is left to that
     artifact's stage unless asked for by name: PT2E programs run their quantize / dequantize reference ops in
     PyTorch, about 3 s a clip for vit_s on 2 cores, 40x the artifact XNNPACK runs, which computes the same
-    int8 program with real int8 kernels (export verified it against this program)."""
+    int8 program with real int8 kernels (export verified it against this program). `lowered`: the schemes of the
+    exported artifacts."""
     from vjepa_edge.quant.run import REPORT, QuantizedEncoder
     from vjepa_edge.quant.schemes import SCHEMES
 
     stages = []
     if not run.quant.is_dir():
         return stages
-    lowered = _lowered_schemes(run)
     for folder in sorted(p for p in run.quant.iterdir() if (p / REPORT).is_file()):
         if folder.name not in SCHEMES:
             continue
@@ -228,13 +212,11 @@ def _int8_stages(run: RunDir, student: nn.Module, world_model: bool, include: tu
     return stages
 
 
-def _artifact_stages(run: RunDir, world_model: bool) -> list[Stage]:
-    from vjepa_edge.export.artifacts import find_artifacts, predictor_artifacts
+def _artifact_stages(run: RunDir, world_model: bool, artifacts: list[Any]) -> list[Stage]:
+    from vjepa_edge.export.artifacts import predictor_artifacts
     from vjepa_edge.export.encoder import ArtifactEncoder
 
-    try:
-        artifacts = find_artifacts(run.root)
-    except ConfigError:  # nothing exported
+    if not artifacts:
         return []
     runnable = [p for p in predictor_artifacts(run) if p.target is not None and p.target.load().cannot_run() is None]
     predictor = runnable[0].path if runnable else None  # the exported predictor (float)
@@ -275,29 +257,37 @@ def _artifact_stages(run: RunDir, world_model: bool) -> list[Stage]:
 def find_stages(resolved: ResolvedModel, *, seed: int = 0, include: tuple[str, ...] = ()) -> list[Stage]:
     """Every stage `resolved` offers, in pipeline order (see the module docstring); `include`: stages asked for by
     name (an int8 program that an artifact holds is evaluated only when asked for)."""
-    if resolved.kind == "teacher":
-        return _teacher_stages(resolved.path, seed=seed)
-    if resolved.kind == "checkpoint":
-        from vjepa_edge.models.checkpoint import load_vjepa
+    from vjepa_edge.models.checkpoint import load_vjepa
 
-        parts = load_vjepa(resolved.path).parts
-        if "predictor" in parts or "target_encoder" in parts:  # a V-JEPA file: evaluated as a teacher
-            return _teacher_stages(resolved.path, seed=seed)
-        return _student_stages(resolved, seed)
+    model = load_vjepa(resolved.path)  # the run's student, a teacher run's teacher, or the checkpoint
+    if resolved.kind == "teacher":
+        return _teacher_stages(model, resolved.path, seed=seed)
+    if resolved.kind == "checkpoint":
+        if "predictor" in model.parts or "target_encoder" in model.parts:  # a V-JEPA file: evaluated as a teacher
+            return _teacher_stages(model, resolved.path, seed=seed)
+        return _student_stages(resolved, model.encoder, seed)
     run = resolved.run
     assert run is not None
     from vjepa_edge.distill.head import run_recipe
 
     recipe = run_recipe(run)
-    stages = _teacher_stages(teacher_file(run), part=recipe.teacher.part, seed=seed)
+    teacher = teacher_file(run)
+    stages = _teacher_stages(load_vjepa(teacher), teacher, part=recipe.teacher.part, seed=seed)
     # In a distill run the random student is the probe baseline (the distillation measured it); the random teacher,
     # as large as the teacher, is the surprise baseline of the teacher alone.
     stages[1].probe = False
     stages[1].notes.append("surprise baseline only: the random-init student is the probe baseline")
-    students = _student_stages(resolved, seed)
+    students = _student_stages(resolved, model.encoder, seed)
     world_model = students[0].surprise is not None
     student = students[0].encoder.encoder
-    return [*stages, *students, *_int8_stages(run, student, world_model, include), *_artifact_stages(run, world_model)]
+    artifacts = _exported(run)
+    lowered = {a.entry["scheme"] for a in artifacts if a.entry and a.entry.get("scheme")}
+    return [
+        *stages,
+        *students,
+        *_int8_stages(run, student, world_model, include, lowered),
+        *_artifact_stages(run, world_model, artifacts),
+    ]
 
 
 __all__ = ["Adapted", "Stage", "find_stages", "teacher_file"]

@@ -8,13 +8,13 @@ report.json over the individual stage reports.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vjepa_edge.report import plots
 from vjepa_edge.report.collect import DEFAULT_SCHEME, RunSummary, get, num, text
 from vjepa_edge.report.document import Block, Document, Figure, Missing, Section, Table, Text
+from vjepa_edge.runs import StageCommands
 
 STAGE_ORDER = ("teacher_pretraining", "data_rendering", "feature_cache", "training", "evaluation")
 DEPLOY_ORDER = ("quantize", "export", "verify", "profile", "eval", "report")
@@ -36,52 +36,20 @@ def fmt(v: float | None, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-@dataclass(frozen=True, slots=True)
-class Commands:
-    """The command that produces each missing part of a run, with the scheme, target and devices of the run's
-    recipe ([deploy]) where it names them."""
-
-    run: str
-    name: str
-    scheme: str = DEFAULT_SCHEME
-    target: str = DEFAULT_SCHEME
-    devices: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, s: RunSummary) -> Commands:
-        devices = get(s.recipe, "deploy", "devices")
-        return cls(
-            run=str(s.run.root),
-            name=s.name,
-            scheme=text(s.recipe, "deploy", "scheme") or DEFAULT_SCHEME,
-            target=text(s.recipe, "deploy", "target") or DEFAULT_SCHEME,
-            devices=tuple(d for d in devices if isinstance(d, str)) if isinstance(devices, list) else (),
-        )
-
-    @property
-    def distill(self) -> str:
-        return f"vjepa-edge distill --recipe {self.name} --out {self.run}"
-
-    @property
-    def quantize(self) -> str:
-        return f"vjepa-edge quantize {self.run} --scheme {self.scheme}"
-
-    @property
-    def export(self) -> str:
-        return f"vjepa-edge export {self.run} --target {self.target}"
-
-    @property
-    def profile(self) -> str:
-        devices = " ".join(f"--device {d}" for d in self.devices) or "--device all"
-        return f"vjepa-edge profile {self.run} {devices}"
-
-    @property
-    def eval(self) -> str:
-        return f"vjepa-edge eval {self.run}"
+def commands(s: RunSummary) -> StageCommands:
+    """The commands for the parts of the run not made yet, with its recipe's [deploy] names where it has them."""
+    devices = get(s.recipe, "deploy", "devices")
+    return StageCommands(
+        run=str(s.run.root),
+        name=s.name,
+        scheme=text(s.recipe, "deploy", "scheme") or DEFAULT_SCHEME,
+        target=text(s.recipe, "deploy", "target") or DEFAULT_SCHEME,
+        devices=tuple(d for d in devices if isinstance(d, str)) if isinstance(devices, list) else (),
+    )
 
 
 def build_document(s: RunSummary) -> Document:
-    cmd = Commands.of(s)
+    cmd = commands(s)
     sections = (
         summary(s, cmd),
         accuracy(s, cmd),
@@ -109,7 +77,7 @@ def _grid(v: Any) -> str:
     return "x".join(str(x) for x in v) if isinstance(v, list) else "-"
 
 
-def summary(s: RunSummary, cmd: Commands) -> Section:
+def summary(s: RunSummary, cmd: StageCommands) -> Section:
     r = s.report
     scheme = s.primary_scheme
     q = s.quant.get(scheme) if scheme else None
@@ -234,7 +202,7 @@ def _times(v: float | None, k: float) -> float | None:
     return None if v is None else v * k
 
 
-def _pipeline(s: RunSummary, cmd: Commands) -> Table:
+def _pipeline(s: RunSummary, cmd: StageCommands) -> Table:
     steps = [
         ("distill", True, str(s.run.report), cmd.distill),
         ("quantize", bool(s.quant), ", ".join(sorted(s.quant)), cmd.quantize),
@@ -251,7 +219,7 @@ def _figure(name: str, caption: str, draw: Any, *args: Any, **kwargs: Any) -> Fi
     return Figure(name=name, caption=caption, draw=functools.partial(draw, *args, **kwargs))
 
 
-def accuracy(s: RunSummary, cmd: Commands) -> Section:
+def accuracy(s: RunSummary, cmd: StageCommands) -> Section:
     r, stages = s.report, s.eval_stages
     labels = [str(x) for x in get(r, "probe", "labels") or get(s.eval, "protocol", "labels") or []]
     chance = num(s.eval, "protocol", "chance") if stages else None
@@ -312,7 +280,7 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return None if a is None or not b else a / b
 
 
-def cosine(s: RunSummary, cmd: Commands) -> Section:
+def cosine(s: RunSummary, cmd: StageCommands) -> Section:
     rows: list[tuple[str, float, str]] = []  # label, cosine, what it compares
     c = num(s.report, "feature_cosine")
     if c is not None:
@@ -357,7 +325,7 @@ def cosine(s: RunSummary, cmd: Commands) -> Section:
     return Section(key="cosine", title="Feature cosine per stage", blocks=tuple(blocks))
 
 
-def size(s: RunSummary, cmd: Commands) -> Section:
+def size(s: RunSummary, cmd: StageCommands) -> Section:
     rows: list[tuple[str, float, str]] = []
     fp32 = next((v for q in s.quant.values() if (v := num(q, "size_fp32_bytes")) is not None), None)
     if fp32 is not None:
@@ -395,7 +363,7 @@ def size(s: RunSummary, cmd: Commands) -> Section:
     return Section(key="size", title="Size", blocks=tuple(blocks))
 
 
-def latency(s: RunSummary, cmd: Commands) -> Section:
+def latency(s: RunSummary, cmd: StageCommands) -> Section:
     rows = []
     for d in s.profile_devices:
         p50 = num(d, "p50_ms")
@@ -474,7 +442,7 @@ def _verdict_table(verdicts: dict[str, dict[str, Any]]) -> Table:
     return Table(header=("device", "target", "how", "latency", "budget", "verdict"), rows=rows, classes=classes)
 
 
-def voe(s: RunSummary, cmd: Commands) -> Section:
+def voe(s: RunSummary, cmd: StageCommands) -> Section:
     from vjepa_edge.report.voe import voe_blocks
 
     if s.eval is None:
@@ -486,7 +454,7 @@ def voe(s: RunSummary, cmd: Commands) -> Section:
     return Section(key="voe", title="Intuitive physics (violation of expectation)", blocks=tuple(voe_blocks(s)))
 
 
-def training(s: RunSummary, cmd: Commands) -> Section:
+def training(s: RunSummary, cmd: StageCommands) -> Section:
     blocks: list[Block] = []
     panels = _panels(s.metrics, ("loss", "cosine", "lr"))
     if panels:
@@ -594,7 +562,7 @@ def _state(entry: Any) -> str:
     return "failed" if get(entry, "ok") is False else "ok"
 
 
-def environment(s: RunSummary, cmd: Commands) -> Section:
+def environment(s: RunSummary, cmd: StageCommands) -> Section:
     env = s.env
     if env is None:
         return Section(
