@@ -219,6 +219,7 @@ def probe(
     import torch
 
     from vjepa_edge.data.config import ClipSpec
+    from vjepa_edge.distill.cache import state_dict_digest
     from vjepa_edge.eval.physics import physics_probe
     from vjepa_edge.eval.probe import ProbeConfig, random_init_like
     from vjepa_edge.models.checkpoint import load_vjepa
@@ -239,8 +240,15 @@ def probe(
     arch = encoder.arch
     spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
     config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
+    random = random_init_like(encoder, seed=seed)
     results = physics_probe(
-        {"teacher": encoder, "random init": random_init_like(encoder, seed=seed)},
+        {"teacher": encoder, "random init": random},
+        # both encoders' tokens are kept: the teacher's for its students' evaluations, the random init's for the
+        # next teacher of the same architecture
+        cache={
+            "teacher": state_dict_digest(encoder.state_dict()),
+            "random init": state_dict_digest(random.state_dict()),
+        },
         spec=spec,
         labels=names,
         train_clips=train_clips,

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Subset
 from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.loader import collate_clips
 from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
+from vjepa_edge.distill.cache import state_dict_digest
 from vjepa_edge.distill.losses import DistillModel, teacher_targets, token_cosine
 from vjepa_edge.distill.recipe import Recipe
 from vjepa_edge.eval.physics import physics_probe
@@ -106,7 +107,15 @@ def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
             autocast_dtype=d.amp,
             device=d.device,
             progress=bar,
-            cache={"teacher": d.teacher_digest},  # a teacher's probe tokens are kept for its next student
+            # Kept in the cache: the teacher's tokens for its next student, the random student's for the next run of
+            # the recipe (the same seed, the same weights), and the student's (float32) for `vjepa-edge eval`, which
+            # compares the int8 artifacts' tokens with them.
+            cache={
+                "teacher": d.teacher_digest,
+                "random_student": state_dict_digest(random_student.state_dict()),
+                "student": state_dict_digest(d.student.state_dict()),
+            },
+            dtypes={"student": torch.float32},
         )
     spec = d.student.input_spec
     acc = {name: sum(x.accuracy for x in per.values()) / len(per) for name, per in results.items()}

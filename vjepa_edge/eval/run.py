@@ -14,7 +14,10 @@ program and each exported artifact that runs here) two measures:
   the predictor (the exported predictor artifact when there is one).
 
 Accuracies that the distillation's own evaluation already measured with the same protocol (teacher, student and
-random student in report.json) are taken from it unless `recompute`. Results go to RUN/eval/eval.json (with the
+random student in report.json) are taken from it unless `recompute`. Work that does not change between runs is
+cached under the user cache, keyed by the weights and the exact clips: the teacher's probe tokens and the fp32
+student's (float32) test tokens (the distillation keeps them), and the surprise curves of the teacher and the
+random-init teacher, which every student of a teacher scores again. Results go to RUN/eval/eval.json (with the
 surprise curves of one example pair per violation kind, whose frames are in RUN/eval/voe_examples.npz).
 """
 
@@ -155,9 +158,11 @@ def _probe_stage(stage: Stage, clips: tuple[Any, Any], protocol: Protocol, progr
         if not kinds:
             return out, None
     train_set, test_set = clips
+    # a student stage's test tokens are compared with the fp32 student's to a few 1e-4: kept in float32
+    dtype = torch.float32 if stage.kind == "student" else torch.float16
     with task_bar(f"{stage.name} features", len(train_set) + len(test_set), enabled=progress) as bar:
-        train = cached_features(stage.encoder, train_set, stage.digest, progress=bar)
-        test = cached_features(stage.encoder, test_set, stage.digest, progress=bar)
+        train = cached_features(stage.encoder, train_set, stage.digest, progress=bar, dtype=dtype)
+        test = cached_features(stage.encoder, test_set, stage.digest, progress=bar, dtype=dtype)
     for kind in kinds:
         config = ProbeConfig(kind=kind, epochs=protocol.epochs, pool=protocol.pool, seed=protocol.seed)
         results = probe(train, test, protocol.labels, config)
@@ -168,20 +173,89 @@ def _probe_stage(stage: Stage, clips: tuple[Any, Any], protocol: Protocol, progr
 
 
 def _student_tokens(stage: Stage, test_set: Any, progress: bool) -> torch.Tensor:
-    from vjepa_edge.eval.probe import extract_features
+    """float32 test tokens of a student stage (the fp32 student's: from the cache the distillation filled)."""
+    from vjepa_edge.eval.physics import cached_features
 
     with task_bar(f"{stage.name} test tokens", len(test_set), enabled=progress) as bar:
-        return extract_features(stage.encoder, test_set, progress=bar, dtype=torch.float32).tokens
+        return cached_features(stage.encoder, test_set, stage.digest, progress=bar, dtype=torch.float32).tokens
 
 
-def _voe(stage: Stage, pairs: list[Any], progress: bool) -> Any:
+def _voe(stage: Stage, pairs: list[Any], pairs_digest: str, progress: bool) -> Any:
     from vjepa_edge.eval.surprise import voe_pairwise
 
+    path = _surprise_cache(stage, pairs_digest)
+    if path is not None and path.is_file():
+        try:
+            return _load_voe(path)
+        except Exception as e:  # a damaged file is recomputed, never trusted
+            log.warning("surprise cache %s is unreadable (%s); computing again", path, e)
     model = stage.surprise()
     context_steps = model.input_spec.grid[0] // 2  # the first half: what the exported predictor takes
     with task_bar(f"{stage.name} surprise", len(pairs), enabled=progress, unit="pairs") as bar:
         batches = (lambda it: _advancing(it, bar, len(pairs))) if bar else None
-        return voe_pairwise(model, pairs, context_steps=context_steps, batch_size=8, progress=batches)
+        result = voe_pairwise(model, pairs, context_steps=context_steps, batch_size=8, progress=batches)
+    if path is not None:
+        _save_voe(result, path)
+    return result
+
+
+# The surprise protocol a cached result was computed with; bump it when the protocol changes.
+SURPRISE_PROTOCOL = "first-half context, target-encoder context for teachers, L1 per future step"
+
+
+def _surprise_cache(stage: Stage, pairs_digest: str) -> Path | None:
+    """Where a stage's surprise curves on these pairs are kept (a teacher's: every student of it evaluates it again),
+    keyed by its weights, the pairs' bytes and the protocol; None: not cached."""
+    import hashlib
+
+    from vjepa_edge.runinfo import cache_root
+
+    if stage.surprise_digest is None:
+        return None
+    key = {"weights": stage.surprise_digest, "pairs": pairs_digest, "protocol": SURPRISE_PROTOCOL}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / "surprise" / f"{digest}.safetensors"
+
+
+def _pairs_digest(pairs: list[Any]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in pairs:
+        h.update(f"{p.kind}|{p.diverge_frame}|{p.possible.shape}|".encode())
+        h.update(np.ascontiguousarray(p.possible).tobytes())
+        h.update(np.ascontiguousarray(p.impossible).tobytes())
+    return h.hexdigest()
+
+
+def _save_voe(result: Any, path: Path) -> None:
+    from vjepa_edge.runinfo import save_safetensors
+
+    meta = {
+        "kinds": json.dumps(list(result.kinds)),
+        "diverge_frames": json.dumps(list(result.diverge_frames)),
+        "context_steps": str(result.context_steps),
+        "frames_per_step": str(result.frames_per_step),
+    }
+    tensors = {"possible": result.possible.contiguous(), "impossible": result.impossible.contiguous()}
+    save_safetensors(tensors, path, meta)
+
+
+def _load_voe(path: Path) -> Any:
+    from safetensors import safe_open
+
+    from vjepa_edge.eval.surprise import VoEResult
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        return VoEResult(
+            kinds=tuple(json.loads(meta["kinds"])),
+            diverge_frames=tuple(json.loads(meta["diverge_frames"])),
+            possible=f.get_tensor("possible"),
+            impossible=f.get_tensor("impossible"),
+            context_steps=int(meta["context_steps"]),
+            frames_per_step=int(meta["frames_per_step"]),
+        )
 
 
 def _advancing(it: Any, bar: Any, total: int) -> Any:
@@ -254,6 +328,7 @@ def evaluate_run(
         pairs = render_voe_pairs(
             options.voe_pairs, seed=protocol.seed, frames=spec.frames, size=spec.size, fps=spec.fps, diverge_after=half
         )
+    pairs_digest = _pairs_digest(pairs) if pairs else ""
     results: dict[str, dict[str, Any]] = {}
     voe: dict[str, Any] = {}
     student_tokens = None
@@ -278,7 +353,7 @@ def evaluate_run(
                 cos = torch.nn.functional.cosine_similarity(tokens.float(), student_tokens, dim=-1)
                 row["cosine_to_student"] = cos.mean().item()
         if pairs and stage.surprise is not None:
-            voe[stage.name] = _voe(stage, pairs, progress)
+            voe[stage.name] = _voe(stage, pairs, pairs_digest, progress)
             summary = voe[stage.name].to_dict()
             row["voe"] = summary
             row["voe_pairwise_acc"] = summary["overall"][f"accuracy_{summary['primary']}"]

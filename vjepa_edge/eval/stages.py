@@ -36,7 +36,10 @@ StageKind = Literal["teacher", "student", "baseline"]
 @dataclass
 class Stage:
     """One evaluated model. `encoder`: the probe encoder (an `Adapted`); `surprise`: makes its surprise model (None:
-    the model has no predictor); `digest`: a key of its weights for the probe-feature cache (None: not cached)."""
+    the model has no predictor); `digest`: a key of its weights for the probe-feature cache (None: not cached);
+    `surprise_digest`: a key of the weights its surprise model computes with, for the surprise cache (None: not
+    cached; the teachers, which every student of a teacher scores again, and the random-init student, the same for
+    every run of a recipe, are)."""
 
     name: str
     label: str
@@ -45,6 +48,7 @@ class Stage:
     encoder: nn.Module
     surprise: Callable[[], Any] | None = None
     digest: str | None = None
+    surprise_digest: str | None = None
     size_bytes: int | None = None
     notes: list[str] = field(default_factory=list)
     probe: bool = True  # False: a surprise baseline only
@@ -101,6 +105,7 @@ def _teacher_stages(model: Any, path: Path, *, part: str = "auto", seed: int = 0
             Adapted(encoder, spec, encoder.grid),
             (lambda: teacher_surprise_model(model)) if has_predictor else None,
             digest=state_dict_digest(encoder.state_dict()),
+            surprise_digest=state_dict_digest(model.state_dict()) if has_predictor else None,
             size_bytes=_params_bytes(encoder),
         ),
         Stage(
@@ -110,12 +115,14 @@ def _teacher_stages(model: Any, path: Path, *, part: str = "auto", seed: int = 0
             f"the teacher's architecture, seed {seed}",
             Adapted(random_encoder, spec, random_encoder.grid),
             (lambda: teacher_surprise_model(random)) if has_predictor else None,
+            surprise_digest=state_dict_digest(random.state_dict()) if has_predictor else None,
         ),
     ]
 
 
 def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> list[Stage]:
     """The student encoder (loaded from `resolved`) and its architecture randomly initialised."""
+    from vjepa_edge.distill.cache import state_dict_digest
     from vjepa_edge.distill.head import head_problems
     from vjepa_edge.models.students import build_encoder
 
@@ -126,6 +133,7 @@ def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> l
         torch.manual_seed(seed + 1)
         random = build_encoder(student.arch).eval()
     run = resolved.run
+    random_world = _random_student_surprise(run, seed) if world_model else None  # the same for every run of a recipe
     return [
         Stage(
             "student",
@@ -134,6 +142,7 @@ def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> l
             str(resolved.path),
             Adapted(student, spec, student.grid),
             (lambda: _student_surprise(run)) if world_model else None,
+            digest=state_dict_digest(student.state_dict()),
             size_bytes=_params_bytes(student),
         ),
         Stage(
@@ -142,7 +151,8 @@ def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> l
             "baseline",
             f"the student's architecture, seed {seed + 1}",
             Adapted(random, spec, random.grid),
-            (lambda: _random_student_surprise(run, seed)) if world_model else None,
+            (lambda: random_world) if random_world is not None else None,
+            surprise_digest=_surprise_digest(random_world) if random_world is not None else None,
         ),
     ]
 
@@ -157,6 +167,14 @@ def _random_student_surprise(run: RunDir, seed: int) -> Any:
     from vjepa_edge.eval.surprise import random_student_surprise_model
 
     return random_student_surprise_model(run, seed=seed + 1)
+
+
+def _surprise_digest(model: Any) -> str:
+    """A key of the weights a student surprise model computes with (its encoder, projector and predictor)."""
+    from vjepa_edge.distill.cache import state_dict_digest
+
+    parts = {"encoder": model.encoder, "projector": model.projector, "predictor": model.predictor}
+    return state_dict_digest({f"{n}.{k}": v for n, m in parts.items() for k, v in m.state_dict().items()})
 
 
 def _exported(run: RunDir) -> list[Any]:
