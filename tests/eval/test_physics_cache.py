@@ -49,3 +49,19 @@ def test_a_damaged_cache_file_is_recomputed(tmp_path, monkeypatch):
     assert 0.0 <= result["teacher"]["event"].accuracy <= 1.0
     for f in (tmp_path / "probe-features").glob("*.safetensors"):  # rewritten whole
         assert physics._load(f).tokens.shape[1:] == (32, 48)
+
+
+def test_tokens_kept_in_another_dtype_are_a_separate_entry(tmp_path, monkeypatch):
+    # eval compares int8 tokens with the fp32 student's to a few 1e-4: float32 tokens never come back as float16
+    import torch
+
+    monkeypatch.setenv("VJEPA_EDGE_CACHE", str(tmp_path))
+    encoder = VisionTransformer(ARCH).eval()
+    test_set = physics.probe_clips(SPEC, train_clips=4, test_clips=4, seed=0)[1]
+    half = physics.cached_features(encoder, test_set, "w")
+    full = physics.cached_features(encoder, test_set, "w", dtype=torch.float32)
+    assert half.tokens.dtype == torch.float16 and full.tokens.dtype == torch.float32
+    assert len(list((tmp_path / "probe-features").glob("*.safetensors"))) == 2
+    again = physics.cached_features(encoder, test_set, "w", dtype=torch.float32)
+    assert again.tokens.dtype == torch.float32 and torch.equal(again.tokens, full.tokens)
+    assert (full.tokens - half.tokens.float()).abs().max() > 0  # float16 rounding, which float32 keeps out
