@@ -198,7 +198,7 @@ def test_inspect_heads_for_a_width_outside_the_table(tmp_path: Path) -> None:
 def test_teacher_config_with_nan_lr_is_refused_before_pretraining(tmp_path: Path) -> None:
     from teacher.config import resolve_config_path
 
-    text = resolve_config_path("physics").read_text().replace("lr = 6.25e-4", "lr = nan")
+    text = resolve_config_path("physics").read_text().replace("\nlr = 3.5e-4", "\nlr = nan")
     assert "lr = nan" in text
     (tmp_path / "nan.toml").write_text(text)
     out = _refused(
