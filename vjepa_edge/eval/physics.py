@@ -4,9 +4,9 @@
 on the same held-out physics clips (probe training clips from the `val` stream, test clips from the `test`
 stream; neither overlaps the pretraining stream) and trains the same probe on each, so the accuracies
 compare encoders and nothing else. The clips are rendered once for all encoders; an encoder named in `cache`
-(a teacher, distilled into one student after another; a random-init student, the same for every run of a recipe;
-a student, whose tokens `vjepa-edge eval` compares its int8 artifacts with) has its tokens kept under the user
-cache, keyed by its weights, the clips, the precision and the stored dtype, so it is encoded once.
+(a teacher, distilled into one student after another; a random-init student, the same for every run of a recipe)
+has its tokens kept under the user cache, keyed by its weights, the clips, the precision and the stored dtype, so
+it is encoded once.
 """
 
 from __future__ import annotations
@@ -53,17 +53,13 @@ def physics_probe(
     device: str | torch.device = "cpu",
     progress: Callable[..., Any] | None = None,
     cache: dict[str, str] | None = None,
-    dtypes: dict[str, torch.dtype] | None = None,
 ) -> dict[str, dict[str, ProbeResult]]:
     """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips.
-    `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache.
-    `dtypes`: the dtype an encoder's tokens are kept in (default float16)."""
+    `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache."""
     train_set, test_set = probe_clips(spec, train_clips=train_clips, test_clips=test_clips, seed=seed)
     results: dict[str, dict[str, ProbeResult]] = {}
     for name, encoder in encoders.items():
         kw = dict(autocast_dtype=autocast_dtype, device=device, progress=progress)
-        if name in (dtypes or {}):
-            kw["dtype"] = dtypes[name]
         weights = (cache or {}).get(name)
         train = cached_features(encoder, train_set, weights, **kw)
         test = cached_features(encoder, test_set, weights, **kw)

@@ -15,9 +15,10 @@ program and each exported artifact that runs here) two measures:
 
 Accuracies that the distillation's own evaluation already measured with the same protocol (teacher, student and
 random student in report.json) are taken from it unless `recompute`. Work that does not change between runs is
-cached under the user cache, keyed by the weights and the exact clips: the teacher's probe tokens and the fp32
-student's (float32) test tokens (the distillation keeps them), and the surprise curves of the teacher and the
-random-init teacher, which every student of a teacher scores again. Results go to RUN/eval/eval.json (with the
+cached under the user cache, keyed by the weights and the exact clips or pairs: the probe tokens of the teacher
+and of the random-init student, which the distillation keeps, and the surprise curves of the teacher and the
+random-init teacher, which every student of a teacher scores again, and of the random-init student, the same for
+every run of a recipe. Results go to RUN/eval/eval.json (with the
 surprise curves of one example pair per violation kind, whose frames are in RUN/eval/voe_examples.npz).
 """
 
@@ -158,11 +159,9 @@ def _probe_stage(stage: Stage, clips: tuple[Any, Any], protocol: Protocol, progr
         if not kinds:
             return out, None
     train_set, test_set = clips
-    # a student stage's test tokens are compared with the fp32 student's to a few 1e-4: kept in float32
-    dtype = torch.float32 if stage.kind == "student" else torch.float16
     with task_bar(f"{stage.name} features", len(train_set) + len(test_set), enabled=progress) as bar:
-        train = cached_features(stage.encoder, train_set, stage.digest, progress=bar, dtype=dtype)
-        test = cached_features(stage.encoder, test_set, stage.digest, progress=bar, dtype=dtype)
+        train = cached_features(stage.encoder, train_set, stage.digest, progress=bar)
+        test = cached_features(stage.encoder, test_set, stage.digest, progress=bar)
     for kind in kinds:
         config = ProbeConfig(kind=kind, epochs=protocol.epochs, pool=protocol.pool, seed=protocol.seed)
         results = probe(train, test, protocol.labels, config)
@@ -173,11 +172,10 @@ def _probe_stage(stage: Stage, clips: tuple[Any, Any], protocol: Protocol, progr
 
 
 def _student_tokens(stage: Stage, test_set: Any, progress: bool) -> torch.Tensor:
-    """float32 test tokens of a student stage (the fp32 student's: from the cache the distillation filled)."""
-    from vjepa_edge.eval.physics import cached_features
+    from vjepa_edge.eval.probe import extract_features
 
     with task_bar(f"{stage.name} test tokens", len(test_set), enabled=progress) as bar:
-        return cached_features(stage.encoder, test_set, stage.digest, progress=bar, dtype=torch.float32).tokens
+        return extract_features(stage.encoder, test_set, progress=bar, dtype=torch.float32).tokens
 
 
 def _voe(stage: Stage, pairs: list[Any], pairs_digest: str, progress: bool) -> Any:

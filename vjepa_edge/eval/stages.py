@@ -122,7 +122,6 @@ def _teacher_stages(model: Any, path: Path, *, part: str = "auto", seed: int = 0
 
 def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> list[Stage]:
     """The student encoder (loaded from `resolved`) and its architecture randomly initialised."""
-    from vjepa_edge.distill.cache import state_dict_digest
     from vjepa_edge.distill.head import head_problems
     from vjepa_edge.models.students import build_encoder
 
@@ -142,7 +141,6 @@ def _student_stages(resolved: ResolvedModel, student: nn.Module, seed: int) -> l
             str(resolved.path),
             Adapted(student, spec, student.grid),
             (lambda: _student_surprise(run)) if world_model else None,
-            digest=state_dict_digest(student.state_dict()),
             size_bytes=_params_bytes(student),
         ),
         Stage(
