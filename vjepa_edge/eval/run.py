@@ -6,7 +6,7 @@ program and each exported artifact that runs here) two measures:
 - frozen probes (`vjepa_edge.eval.probe`: grid, linear, attentive, V-JEPA 2's four-block attentive) trained on the
   stage's own features of the same labelled physics clips (the recipe's labels and clip counts), tested on the same
   held-out clips; retention is the stage's accuracy over the teacher's. The tokens of every student stage are also
-  compared with the fp32 student's on the test clips (`cosine_to_student`).
+  compared with the fp32 student's on the first `COSINE_CLIPS` test clips (`cosine_to_student`).
 - intuitive-physics surprise (`vjepa_edge.eval.surprise`) on violation-of-expectation pairs whose two clips share
   their first half and part in the second: the context is the first half of the model's token time steps, the
   predictor predicts the rest, and a pair is right when the impossible clip is the more surprising. Student stages
@@ -48,6 +48,7 @@ EVAL_JSON = "eval.json"
 EXAMPLES = "voe_examples.npz"
 REUSABLE = ("teacher", "student", "random_student")  # the stages report.json measures
 MIN_VOE_FRAMES = 8  # `generate_voe_pair`'s least
+COSINE_CLIPS = 128  # test clips whose tokens each student stage is compared on with the fp32 student's (16k tokens)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -101,6 +102,7 @@ class Protocol:
             "test_clips": self.test_clips,
             "seed": self.seed,
             "reused_from_report": sorted(self.reuse),
+            "cosine_clips": min(COSINE_CLIPS, self.test_clips),
         }
 
 
@@ -344,11 +346,16 @@ def evaluate_run(
             "cosine_to_student": None,
         }
         if stage.kind == "student":
-            tokens = tokens if tokens is not None else _student_tokens(stage, clips[1], progress)
+            n = min(COSINE_CLIPS, len(clips[1]))
+            if tokens is None:
+                from torch.utils.data import Subset
+
+                tokens = _student_tokens(stage, Subset(clips[1], range(n)), progress)
+            tokens = tokens[:n].float()
             if stage.name == "student":
-                student_tokens = tokens.float()
+                student_tokens = tokens
             elif student_tokens is not None and tokens.shape == student_tokens.shape:
-                cos = torch.nn.functional.cosine_similarity(tokens.float(), student_tokens, dim=-1)
+                cos = torch.nn.functional.cosine_similarity(tokens, student_tokens, dim=-1)
                 row["cosine_to_student"] = cos.mean().item()
         if pairs and stage.surprise is not None:
             voe[stage.name] = _voe(stage, pairs, pairs_digest, progress)
