@@ -112,7 +112,7 @@ def test_bad_options_and_stages_are_refused_before_any_work(masked_run: Path, tm
     assert not any(tmp_path.iterdir())
 
 
-def test_teacher_surprise_and_student_tokens_come_from_the_caches(
+def test_teacher_and_baseline_surprise_come_from_the_cache(
     masked_run: Path, evaluated: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # every student of a teacher scores the same teacher and random teacher on the same pairs, and every run of a recipe
