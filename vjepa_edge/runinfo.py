@@ -237,3 +237,11 @@ def cache_root() -> Path:
         return Path(os.environ["VJEPA_EDGE_CACHE"]).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
     return Path(xdg).expanduser() / "vjepa-edge"
+
+
+def cache_file(folder: str, key: dict[str, Any]) -> Path:
+    """The user-cache file `folder/DIGEST.safetensors` of `key` (what determines the cached content, JSON-able)."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_root() / folder / f"{digest}.safetensors"

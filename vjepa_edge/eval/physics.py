@@ -11,7 +11,6 @@ it is encoded once.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -24,7 +23,7 @@ from torch import nn
 from vjepa_edge.data.config import ClipSpec
 from vjepa_edge.data.sources import PhysicsDataset
 from vjepa_edge.eval.probe import Features, ProbeConfig, ProbeResult, extract_features, probe
-from vjepa_edge.runinfo import cache_root, save_safetensors
+from vjepa_edge.runinfo import cache_file, save_safetensors
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,7 @@ def cached_features(encoder: nn.Module, dataset: PhysicsDataset, weights: str | 
     }
     if kw.get("dtype", torch.float16) != torch.float16:  # tokens kept in another dtype than extract_features' default
         key["dtype"] = str(kw["dtype"])
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_root() / "probe-features" / f"{digest}.safetensors"
+    path = cache_file("probe-features", key)
     if path.is_file():
         try:
             features = _load(path)

@@ -206,15 +206,13 @@ SURPRISE_PROTOCOL = "first-half context, target-encoder context for teachers, L1
 def _surprise_cache(stage: Stage, pairs_digest: str) -> Path | None:
     """Where a stage's surprise curves on these pairs are kept (a teacher's: every student of it evaluates it again),
     keyed by its weights, the pairs' bytes and the protocol; None: not cached."""
-    import hashlib
-
-    from vjepa_edge.runinfo import cache_root
+    from vjepa_edge.runinfo import cache_file
 
     if stage.surprise_digest is None:
         return None
-    key = {"weights": stage.surprise_digest, "pairs": pairs_digest, "protocol": SURPRISE_PROTOCOL}
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_root() / "surprise" / f"{digest}.safetensors"
+    return cache_file(
+        "surprise", {"weights": stage.surprise_digest, "pairs": pairs_digest, "protocol": SURPRISE_PROTOCOL}
+    )
 
 
 def _pairs_digest(pairs: list[Any]) -> str:
