@@ -1,8 +1,9 @@
 """The end-of-run evaluation of a distilled student, on held-out clips.
 
 - `feature_cosine`: mean per-token cosine similarity of the student's projected tokens to the teacher's
-  (LayerNorm'ed, on the student's grid), on `eval.cosine_clips` clips never trained on (the physics `test`
-  stream; a real source's clips in evaluation transform).
+  (LayerNorm'ed, on the student's grid), on `eval.cosine_clips` clips never trained on: the first of the probe's
+  physics `test` clips, from the tokens the probe extracted (no second encoding); a real source's held-out clips
+  in evaluation transform.
 - Frozen probes on the physics labels for the teacher, the student and the same student architecture
   randomly initialised, trained and tested on the same held-out clips with the same probe. `retention` is
   student / teacher accuracy; student minus random student is what distillation added.
@@ -23,8 +24,8 @@ from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
 from vjepa_edge.distill.cache import state_dict_digest
 from vjepa_edge.distill.losses import DistillModel, teacher_targets, token_cosine
 from vjepa_edge.distill.recipe import Recipe
-from vjepa_edge.eval.physics import physics_probe
-from vjepa_edge.eval.probe import Adapted, ProbeConfig
+from vjepa_edge.eval.physics import cached_features, probe_clips
+from vjepa_edge.eval.probe import Adapted, Features, ProbeConfig, probe
 from vjepa_edge.models.students import build_encoder
 from vjepa_edge.train.loop import task_bar
 
@@ -82,11 +83,26 @@ def feature_cosine(d: Distilled, *, progress: bool) -> float:
     return total / max(1, count)
 
 
+@torch.no_grad()
+def probe_cosine(d: Distilled, teacher: Features, student: Features, clips: int) -> float:
+    """`feature_cosine` from tokens the probe already holds: the teacher's and the student's encoder tokens of the
+    same held-out physics test clips (the first `clips` of them), the student's through its projector."""
+    n = min(clips, len(teacher), len(student))
+    total, count = 0.0, 0
+    for s in range(0, n, 64):
+        e = min(n, s + 64)
+        targets = teacher_targets(teacher.tokens[s:e].to(d.device), d.teacher_grid, d.student_grid, normalize=True)
+        pred = d.model.head.projector(student.tokens[s:e].to(d.device).float())
+        cos = token_cosine(pred, targets)
+        total += cos.sum().item()
+        count += cos.numel()
+    return total / max(1, count)
+
+
 def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
     """Cosine, probe accuracies (teacher, student, random student), retention and sizes, as report entries."""
     r = d.recipe
     d.student.eval()
-    cosine = feature_cosine(d, progress=progress)
     torch.manual_seed(r.run.seed + 1)
     random_student = build_encoder(d.student.arch).to(d.device).eval()  # the same architecture, untrained
     encoders = {
@@ -94,23 +110,23 @@ def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
         "student": Adapted(d.student, d.student.input_spec, d.student.grid),
         "random_student": Adapted(random_student, random_student.input_spec, random_student.grid),
     }
-    total = len(encoders) * (r.eval.train_clips + r.eval.test_clips)
-    with task_bar("probe features", total, enabled=progress) as bar:
-        results = physics_probe(
-            encoders,
-            spec=d.spec,
-            labels=r.eval.labels,
-            train_clips=r.eval.train_clips,
-            test_clips=r.eval.test_clips,
-            seed=r.run.seed,
-            config=ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, pool=r.eval.pool, seed=r.run.seed),
-            autocast_dtype=d.amp,
-            device=d.device,
-            progress=bar,
-            # Kept in the cache: the teacher's tokens for its next student, the random student's for the next run of
-            # the recipe (the same seed, the same weights). Not the student's: a new entry every run.
-            cache={"teacher": d.teacher_digest, "random_student": state_dict_digest(random_student.state_dict())},
-        )
+    # Kept in the cache: the teacher's tokens for its next student, the random student's for the next run of the
+    # recipe (the same seed, the same weights). Not the student's: a new entry every run.
+    cache = {"teacher": d.teacher_digest, "random_student": state_dict_digest(random_student.state_dict())}
+    config = ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, pool=r.eval.pool, seed=r.run.seed)
+    clips = probe_clips(d.spec, train_clips=r.eval.train_clips, test_clips=r.eval.test_clips, seed=r.run.seed)
+    results, test_tokens = {}, {}
+    with task_bar("probe features", len(encoders) * sum(map(len, clips)), enabled=progress) as bar:
+        for name, encoder in encoders.items():  # one encoder's tokens in memory at a time
+            kw = dict(autocast_dtype=d.amp, device=d.device, progress=bar)
+            train, test = (cached_features(encoder, c, cache.get(name), **kw) for c in clips)
+            results[name] = probe(train, test, r.eval.labels, config)
+            if name in ("teacher", "student"):
+                test_tokens[name] = test
+    if r.data.source == PHYSICS:  # the probe's held-out test clips are the physics test stream: no second encoding
+        cosine = probe_cosine(d, test_tokens["teacher"], test_tokens["student"], r.eval.cosine_clips)
+    else:  # the cosine is measured on the user's own held-out clips
+        cosine = feature_cosine(d, progress=progress)
     spec = d.student.input_spec
     acc = {name: sum(x.accuracy for x in per.values()) / len(per) for name, per in results.items()}
     chance = sum(x.chance for x in results["teacher"].values()) / len(results["teacher"])
