@@ -245,6 +245,17 @@ def test_grid_probe_reads_when_mean_pooling_cannot() -> None:
     assert mean.accuracy < 0.75
 
 
+def test_attentive_probe_reads_order_from_the_token_grid() -> None:
+    """Attention pooling is blind to order: only the grid's position embedding lets it tell the steps apart."""
+    train, test = _order_task(256, 0), _order_task(128, 1)
+    cfg = ProbeConfig(kind="attentive", epochs=30, lrs=(1e-2, 3e-3))
+    placed = train_probe(train, test, "order", cfg)
+    blind = train_probe(*(Features(tokens=f.tokens, labels=f.labels) for f in (train, test)), "order", cfg)
+    assert placed.accuracy > 0.9, placed
+    assert blind.accuracy < 0.7, blind
+    assert "pos" not in AttentiveProbe(16, 2, grid=(2, 2, 2)).state_dict()  # V-JEPA 2's keys, nothing more
+
+
 def test_extracted_features_carry_their_token_grid() -> None:
     enc = VisionTransformer(EncoderArch(embed_dim=48, depth=1, num_heads=3, mlp_hidden=96, num_frames=4, img_size=32))
     ds = PhysicsDataset(ClipSpec(frames=4, size=32, fps=8.0, frame_step=None), length=3)

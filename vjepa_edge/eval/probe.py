@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from vjepa_edge.data.loader import collate_clips
 from vjepa_edge.data.physics import LABELS
 from vjepa_edge.errors import ConfigError, DataError, VjepaEdgeError
-from vjepa_edge.models.layers import MLP
+from vjepa_edge.models.layers import MLP, sincos_3d
 from vjepa_edge.models.vit import VisionTransformer
 
 log = logging.getLogger(__name__)
@@ -227,9 +227,23 @@ class AttentiveProbe(nn.Module):
     cross-attention); depth 1 is V-JEPA 1's.
     """
 
-    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0, depth: int = 1) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_classes: int,
+        *,
+        num_heads: int = 0,
+        depth: int = 1,
+        grid: tuple[int, int, int] | None = None,
+    ) -> None:
         super().__init__()
         heads = num_heads or default_num_heads(dim)
+        # Where each token is: V-JEPA 1's fixed 3-D sin-cos embedding of the token grid, added to the normalised
+        # tokens. Attention pooling is blind to order, and tokens of a RoPE encoder (V-JEPA 2's, the embedded
+        # teacher's, the students') do not carry their position, so without it no attentive probe can tell left
+        # from right or start from end. Not a parameter: the state dict keeps V-JEPA 2's names.
+        pos = sincos_3d(dim, grid, uniform_power=False) if grid is not None else torch.zeros(0)
+        self.register_buffer("pos", pos, persistent=False)
         self.pooler = AttentivePooler(dim, heads)
         if depth > 1:
             from vjepa_edge.models.layers import Block
@@ -249,8 +263,13 @@ class AttentiveProbe(nn.Module):
 
     def prepare(self, x: Tensor) -> Tensor:
         """Tokens [B, N, D] (any float dtype) -> float32 tokens, normalised by norm1 without its affine when the
-        cross-attention reads them directly (depth 1)."""
-        return x.float() if hasattr(self.pooler, "blocks") else self._normalise(x.float())
+        cross-attention reads them directly (depth 1), plus their grid position when the probe has a grid."""
+        x = x.float() if hasattr(self.pooler, "blocks") else self._normalise(x.float())
+        if self.pos.numel():
+            if self.pos.shape[0] != x.shape[1]:
+                raise ConfigError(f"the probe's grid has {self.pos.shape[0]} tokens, the features {x.shape[1]}")
+            x = x + self.pos
+        return x
 
     def classify(self, xn: Tensor) -> Tensor:
         if hasattr(self.pooler, "blocks"):
@@ -266,15 +285,20 @@ class AttentiveProbe(nn.Module):
 class AttentiveProbe4(AttentiveProbe):
     """V-JEPA 2's four-block attentive probe (three self-attention blocks, then the cross-attention block)."""
 
-    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0) -> None:
-        super().__init__(dim, num_classes, num_heads=num_heads, depth=4)
+    def __init__(
+        self, dim: int, num_classes: int, *, num_heads: int = 0, grid: tuple[int, int, int] | None = None
+    ) -> None:
+        super().__init__(dim, num_classes, num_heads=num_heads, depth=4, grid=grid)
 
 
 class LinearProbe(nn.Module):
     """Mean-pooled tokens -> BatchNorm1d(affine=False) -> Linear: the classic linear probe, for comparison."""
 
-    def __init__(self, dim: int, num_classes: int, *, num_heads: int = 0) -> None:
-        """`num_heads` is accepted, and unused, so both probe kinds share one constructor signature."""
+    def __init__(
+        self, dim: int, num_classes: int, *, num_heads: int = 0, grid: tuple[int, int, int] | None = None
+    ) -> None:
+        """`num_heads` and `grid` are accepted, and unused (a mean has no order), so the probe kinds share one
+        constructor signature."""
         super().__init__()
         self.bn = nn.BatchNorm1d(dim, affine=False)
         self.linear = nn.Linear(dim, num_classes)
@@ -519,7 +543,7 @@ def train_probe(
                 raise ConfigError("the grid probe needs features with their token grid (Features.grid)")
             base = GridLinearProbe(train.dim, num_classes, grid=train.grid, pool=config.pool)
         else:
-            base = _PROBES[config.kind](train.dim, num_classes, num_heads=config.num_heads)
+            base = _PROBES[config.kind](train.dim, num_classes, num_heads=config.num_heads, grid=train.grid)
     heads = [copy.deepcopy(base) for _ in config.lrs]
     optimizers = [_optimizer(h, lr, config.weight_decay) for h, lr in zip(heads, config.lrs, strict=True)]
     g = torch.Generator().manual_seed(config.seed)
