@@ -47,3 +47,12 @@ def test_probe_compares_a_teacher_with_a_random_init_encoder(tmp_path) -> None:
     for per in out["results"].values():
         assert set(per) == {"event", "direction"}
         assert all(0.0 <= v["accuracy"] <= 1.0 and v["num_test"] == 16 for v in per.values())
+
+
+def test_probe_training_options_are_checked_before_the_checkpoint_is_read(tmp_path) -> None:
+    missing = str(tmp_path / "nope.safetensors")  # never opened: the options fail first
+    r = _run("probe", missing, "--lrs", "fast")
+    assert r.returncode == 1 and "--lrs 'fast'" in r.stderr and "Traceback" not in r.stderr
+    r = _run("probe", missing, "--epochs", "0", "--lrs", "1e-3,1e-3")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "epochs=0" in r.stderr and "distinct" in r.stderr

@@ -192,6 +192,16 @@ def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, te
         raise ConfigError.of(p, title="invalid probe options", hint="see `vjepa-edge teacher probe --help`")
 
 
+def _probe_config(kind: str, seed: int, epochs: int, lrs: str) -> Any:
+    from vjepa_edge.eval.probe import ProbeConfig
+
+    try:
+        rates = tuple(float(x) for x in lrs.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"--lrs {lrs!r}: comma-separated numbers", hint="e.g. --lrs 3e-3,1e-3") from None
+    return ProbeConfig(kind=kind, seed=seed, epochs=epochs, lrs=rates)  # type: ignore[arg-type]
+
+
 @app.command()
 @command(_render_probe)
 def probe(
@@ -207,6 +217,12 @@ def probe(
     ] = "grid",
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
+    epochs: Annotated[
+        int, typer.Option(help="Probe training epochs (an attentive probe on 1024 clips needs about 60).")
+    ] = 20,
+    lrs: Annotated[
+        str, typer.Option(help="Learning rates, comma-separated: one head each, the best is reported.")
+    ] = "1e-3,3e-4",
     part: Annotated[
         str, typer.Option(help="auto (the EMA target encoder when the file has one), target_encoder or encoder.")
     ] = "auto",
@@ -221,12 +237,13 @@ def probe(
     from vjepa_edge.data.config import ClipSpec
     from vjepa_edge.distill.cache import state_dict_digest
     from vjepa_edge.eval.physics import physics_probe
-    from vjepa_edge.eval.probe import ProbeConfig, random_init_like
+    from vjepa_edge.eval.probe import random_init_like
     from vjepa_edge.models.checkpoint import load_vjepa
     from vjepa_edge.runinfo import autocast_dtype
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
     _probe_options(names, kind, part, train_clips, test_clips, fps)
+    config = _probe_config(kind, seed, epochs, lrs)
     _input_options(None, None, heads)
     model = load_vjepa(path, num_heads=heads)
     if part == "auto":
@@ -239,7 +256,6 @@ def probe(
     encoder = getattr(model, part)
     arch = encoder.arch
     spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
-    config = ProbeConfig(kind=kind, seed=seed)  # type: ignore[arg-type]
     random = random_init_like(encoder, seed=seed)
     results = physics_probe(
         {"teacher": encoder, "random init": random},
