@@ -256,6 +256,28 @@ def test_attentive_probe_reads_order_from_the_token_grid() -> None:
     assert "pos" not in AttentiveProbe(16, 2, grid=(2, 2, 2)).state_dict()  # V-JEPA 2's keys, nothing more
 
 
+def test_inputs_prepared_once_train_the_same_heads(monkeypatch) -> None:
+    """Training clips prepared once (pooled, normalised) give the very heads that preparing each batch gives."""
+    import sys
+
+    from vjepa_edge.eval.probe import GridLinearProbe
+
+    probe_module = sys.modules["vjepa_edge.eval.probe"]  # the package exports a function of the same name
+
+    train, test = _order_task(96, 0), _order_task(32, 1)
+    x = torch.randn(3, 8, 16)
+    whole = GridLinearProbe(16, 2, grid=(2, 2, 2), pool=(0, 2, 2))  # the whole map: no averaging to do
+    pooled = F.adaptive_avg_pool3d(x.view(3, 2, 2, 2, 16).permute(0, 4, 1, 2, 3), (2, 2, 2)).flatten(1)
+    assert torch.equal(whole.prepare(x), pooled)
+    for kind in ("grid", "attentive"):
+        cfg = ProbeConfig(kind=kind, epochs=3, lrs=(1e-2, 3e-3), pool=(0, 1, 1))
+        once = train_probe(train, test, "order", cfg)
+        monkeypatch.setattr(probe_module, "PREPARED_BYTES", 0)  # too large: prepared batch by batch
+        per_batch = train_probe(train, test, "order", cfg)
+        monkeypatch.undo()
+        assert once.accuracies == per_batch.accuracies, kind
+
+
 def test_extracted_features_carry_their_token_grid() -> None:
     enc = VisionTransformer(EncoderArch(embed_dim=48, depth=1, num_heads=3, mlp_hidden=96, num_frames=4, img_size=32))
     ds = PhysicsDataset(ClipSpec(frames=4, size=32, fps=8.0, frame_step=None), length=3)
