@@ -24,8 +24,8 @@ from vjepa_edge.data.sources import PHYSICS, PhysicsDataset, open_source
 from vjepa_edge.distill.cache import state_dict_digest
 from vjepa_edge.distill.losses import DistillModel, teacher_targets, token_cosine
 from vjepa_edge.distill.recipe import Recipe
-from vjepa_edge.eval.physics import cached_features, probe_clips
-from vjepa_edge.eval.probe import Adapted, Features, ProbeConfig, probe
+from vjepa_edge.eval.physics import physics_probe
+from vjepa_edge.eval.probe import Adapted, Features, ProbeConfig
 from vjepa_edge.models.students import build_encoder
 from vjepa_edge.train.loop import task_bar
 
@@ -110,19 +110,25 @@ def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
         "student": Adapted(d.student, d.student.input_spec, d.student.grid),
         "random_student": Adapted(random_student, random_student.input_spec, random_student.grid),
     }
-    # Kept in the cache: the teacher's tokens for its next student, the random student's for the next run of the
-    # recipe (the same seed, the same weights). Not the student's: a new entry every run.
-    cache = {"teacher": d.teacher_digest, "random_student": state_dict_digest(random_student.state_dict())}
-    config = ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, pool=r.eval.pool, seed=r.run.seed)
-    clips = probe_clips(d.spec, train_clips=r.eval.train_clips, test_clips=r.eval.test_clips, seed=r.run.seed)
-    results, test_tokens = {}, {}
-    with task_bar("probe features", len(encoders) * sum(map(len, clips)), enabled=progress) as bar:
-        for name, encoder in encoders.items():  # one encoder's tokens in memory at a time
-            kw = dict(autocast_dtype=d.amp, device=d.device, progress=bar)
-            train, test = (cached_features(encoder, c, cache.get(name), **kw) for c in clips)
-            results[name] = probe(train, test, r.eval.labels, config)
-            if name in ("teacher", "student"):
-                test_tokens[name] = test
+    test_tokens: dict[str, Features] = {}
+    total = len(encoders) * (r.eval.train_clips + r.eval.test_clips)
+    with task_bar("probe features", total, enabled=progress) as bar:
+        results = physics_probe(
+            encoders,
+            spec=d.spec,
+            labels=r.eval.labels,
+            train_clips=r.eval.train_clips,
+            test_clips=r.eval.test_clips,
+            seed=r.run.seed,
+            config=ProbeConfig(kind=r.eval.probe, epochs=r.eval.epochs, pool=r.eval.pool, seed=r.run.seed),
+            autocast_dtype=d.amp,
+            device=d.device,
+            progress=bar,
+            # Kept in the cache: the teacher's tokens for its next student, the random student's for the next run of
+            # the recipe (the same seed, the same weights). Not the student's: a new entry every run.
+            cache={"teacher": d.teacher_digest, "random_student": state_dict_digest(random_student.state_dict())},
+            test_features=test_tokens,
+        )
     if r.data.source == PHYSICS:  # the probe's held-out test clips are the physics test stream: no second encoding
         cosine = probe_cosine(d, test_tokens["teacher"], test_tokens["student"], r.eval.cosine_clips)
     else:  # the cosine is measured on the user's own held-out clips

@@ -52,9 +52,12 @@ def physics_probe(
     device: str | torch.device = "cpu",
     progress: Callable[..., Any] | None = None,
     cache: dict[str, str] | None = None,
+    test_features: dict[str, Features] | None = None,
 ) -> dict[str, dict[str, ProbeResult]]:
     """Probe accuracy per encoder and label, trained on `train_clips` and tested on `test_clips` clips.
-    `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache."""
+    `cache` maps encoder names to a digest of their weights: their tokens are read from, or kept in, the cache.
+    `test_features`, when given, receives every encoder's test tokens (one encoder's train tokens are held at a
+    time)."""
     train_set, test_set = probe_clips(spec, train_clips=train_clips, test_clips=test_clips, seed=seed)
     results: dict[str, dict[str, ProbeResult]] = {}
     for name, encoder in encoders.items():
@@ -63,6 +66,8 @@ def physics_probe(
         train = cached_features(encoder, train_set, weights, **kw)
         test = cached_features(encoder, test_set, weights, **kw)
         results[name] = probe(train, test, labels, config)
+        if test_features is not None:
+            test_features[name] = test
     return results
 
 
