@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.teacher.conftest import tiny_config
+from vjepa_edge.cli.teacher import _probe_config
+from vjepa_edge.errors import ConfigError
 from vjepa_edge.models.checkpoint import save_vjepa
 from vjepa_edge.models.vjepa import VJEPA
 
@@ -50,9 +54,8 @@ def test_probe_compares_a_teacher_with_a_random_init_encoder(tmp_path) -> None:
 
 
 def test_probe_training_options_are_checked_before_the_checkpoint_is_read(tmp_path) -> None:
-    missing = str(tmp_path / "nope.safetensors")  # never opened: the options fail first
-    r = _run("probe", missing, "--lrs", "fast")
+    r = _run("probe", str(tmp_path / "nope.safetensors"), "--lrs", "fast")  # never opened: the options fail first
     assert r.returncode == 1 and "--lrs 'fast'" in r.stderr and "Traceback" not in r.stderr
-    r = _run("probe", missing, "--epochs", "0", "--lrs", "1e-3,1e-3")
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert "epochs=0" in r.stderr and "distinct" in r.stderr
+    with pytest.raises(ConfigError) as e:
+        _probe_config("grid", 0, 0, "1e-3,1e-3")
+    assert "epochs=0" in str(e.value.problems) and "distinct" in str(e.value.problems)

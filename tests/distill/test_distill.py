@@ -136,6 +136,7 @@ def test_the_student_sees_the_teachers_clip_through_its_own_input_spec():
     assert torch.equal(create_student("vit_tiny", frames=8, size=16, patch_size=8).input_spec.adapt(clip), clip)
 
 
+@pytest.mark.slow  # 25 s; torchrun + gloo stay in the default suite through the teacher's two-process test
 def test_two_process_gloo_run_keeps_ranks_identical(tmp_path, teacher_file):
     done = run_two_processes(
         ROOT / "tests" / "distill" / "ddp_worker.py", str(tmp_path), str(teacher_file), port_base=29700

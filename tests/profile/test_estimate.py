@@ -122,6 +122,7 @@ def test_published_figures_all_have_costs_and_classes():
     assert published.skipped  # what is not modelled says why
 
 
+@pytest.mark.slow  # 13 s; `uv run python bench/estimator_loo.py` prints the same table
 def test_leave_one_out_covers_every_figure_within_the_measured_error():
     rows, published = leave_one_out(), load_published()
     assert len(rows) == len(published.figures)
