@@ -68,35 +68,38 @@ def feature_cosine(d: Distilled, *, progress: bool) -> float:
         full = open_source(r.data.source, spec=d.spec, train=False, seed=r.run.seed)
         dataset = Subset(full, range(min(n, len(full))))
     loader = DataLoader(dataset, batch_size=32, collate_fn=collate_clips)
-    total, count = 0.0, 0
+    cosines = []
     with task_bar("feature cosine", len(dataset), enabled=progress) as bar:
         for batch in loader:
             clip = batch["clip"].to(d.device)
-            targets = teacher_targets(d.encode(clip), d.teacher_grid, d.student_grid, normalize=True)
-            with torch.autocast(d.device.type, dtype=d.amp or torch.float32, enabled=d.amp is not None):
-                pred = d.model.head.projector(d.student(student_input.adapt(clip)))
-            cos = token_cosine(pred, targets)
-            total += cos.sum().item()
-            count += cos.numel()
+            with _autocast(d):
+                student = d.student(student_input.adapt(clip))
+            cosines.append(_token_cosines(d, d.encode(clip), student))
             if bar is not None:
                 bar(advance=clip.shape[0])
-    return total / max(1, count)
+    return torch.cat(cosines).mean().item() if cosines else 0.0
 
 
 @torch.no_grad()
 def probe_cosine(d: Distilled, teacher: Features, student: Features, clips: int) -> float:
     """`feature_cosine` from tokens the probe already holds: the teacher's and the student's encoder tokens of the
-    same held-out physics test clips (the first `clips` of them), the student's through its projector."""
-    n = min(clips, len(teacher), len(student))
-    total, count = 0.0, 0
-    for s in range(0, n, 64):
-        e = min(n, s + 64)
-        targets = teacher_targets(teacher.tokens[s:e].to(d.device), d.teacher_grid, d.student_grid, normalize=True)
-        pred = d.model.head.projector(student.tokens[s:e].to(d.device).float())
-        cos = token_cosine(pred, targets)
-        total += cos.sum().item()
-        count += cos.numel()
-    return total / max(1, count)
+    same held-out physics test clips (the first `clips` of them)."""
+    t, u = (f.tokens[: min(clips, len(teacher), len(student))] for f in (teacher, student))
+    cosines = [_token_cosines(d, t[s : s + 64], u[s : s + 64]) for s in range(0, len(t), 64)]
+    return torch.cat(cosines).mean().item() if cosines else 0.0
+
+
+def _autocast(d: Distilled) -> Any:
+    return torch.autocast(d.device.type, dtype=d.amp or torch.float32, enabled=d.amp is not None)
+
+
+def _token_cosines(d: Distilled, teacher: Tensor, student: Tensor) -> Tensor:
+    """Per-token cosine [B, N] of the student's tokens through its projector to the teacher's tokens, resampled to
+    the student's grid and LayerNorm'ed (the regression targets)."""
+    targets = teacher_targets(teacher.to(d.device), d.teacher_grid, d.student_grid, normalize=True)
+    with _autocast(d):
+        pred = d.model.head.projector(student.to(d.device).float())
+    return token_cosine(pred, targets)
 
 
 def evaluate(d: Distilled, *, progress: bool) -> dict[str, Any]:
