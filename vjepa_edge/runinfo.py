@@ -153,24 +153,74 @@ def environment() -> dict[str, Any]:
     return env
 
 
+# The flags that decide which CPU kernels torch, XNNPACK and ONNX Runtime can use, as /proc/cpuinfo spells them.
+CPU_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16",
+    "amx_int8", "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
+)  # fmt: skip
+# macOS names (sysctl hw.optional.*) of the same features, mapped to the Linux spelling.
+_MAC_FLAGS = {
+    "hw.optional.avx2_0": "avx2",
+    "hw.optional.fma": "fma",
+    "hw.optional.avx512f": "avx512f",
+    "hw.optional.avx512vnni": "avx512_vnni",
+    "hw.optional.neon": "asimd",
+    "hw.optional.arm.FEAT_DotProd": "asimddp",
+    "hw.optional.arm.FEAT_FP16": "asimdhp",
+    "hw.optional.arm.FEAT_I8MM": "i8mm",
+    "hw.optional.arm.FEAT_BF16": "bf16",
+}
+
+
+def cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
+    """The CPU's model name and which of CPU_FLAGS it has: /proc/cpuinfo on Linux, sysctl on macOS."""
+    if platform.system() == "Darwin":
+        return _mac_cpu()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine(), ()
+    return parse_cpuinfo(text)
+
+
+def parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
+    """(model, flags) of /proc/cpuinfo's first processor. A virtual machine's x86 model name is often generic
+    ("Intel(R) Xeon(R) Processor"), so its CPUID family and model numbers are appended: they tell two such apart."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip().lower(), value.strip())
+    # x86: "model name"; Arm Linux: "Hardware" or "Model" where the kernel names the SoC, else the core part number.
+    model = fields.get("model name") or fields.get("hardware") or fields.get("model") or ""
+    if fields.get("model name") and fields.get("cpu family") and fields.get("model"):
+        model += f" (family {fields['cpu family']} model {fields['model']})"
+    if not model and "cpu part" in fields:
+        model = f"Arm CPU part {fields['cpu part']} (implementer {fields.get('cpu implementer', '?')})"
+    present = set((fields.get("flags") or fields.get("features") or "").split())
+    return (model or platform.machine()), tuple(f for f in CPU_FLAGS if f in present)
+
+
+def _mac_cpu() -> tuple[str, tuple[str, ...]]:
+    def sysctl(name: str) -> str:
+        try:
+            return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    model = sysctl("machdep.cpu.brand_string") or platform.machine()
+    flags = {flag for name, flag in _MAC_FLAGS.items() if sysctl(name) == "1"}
+    return model, tuple(f for f in CPU_FLAGS if f in flags)
+
+
 def cpu_info() -> dict[str, Any]:
     """The CPU a figure was measured on: model, usable cores and the vector extensions that decide speed."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("", platform.machine()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
+    model, flags = cpu_model_and_flags()
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
     return {
         "model": model,
         "cores": cores,
-        "flags": [f for f in wanted if f in flags],
+        "flags": list(flags),
         "bf16": "native" if cpu_has_fast_bf16() else "emulated (runs stay in fp32)",
     }
 

@@ -197,9 +197,15 @@ ARM = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x4
 
 
 def test_cpuinfo_parsing() -> None:
-    assert hostspec._parse_cpuinfo(X86) == (
+    from vjepa_edge.runinfo import parse_cpuinfo
+
+    assert parse_cpuinfo(X86) == (
         "AMD EPYC 9654",
         ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"),
     )
-    model, flags = hostspec._parse_cpuinfo(ARM)
+    model, flags = parse_cpuinfo(ARM)
     assert model == "Arm CPU part 0xd0b (implementer 0x41)" and flags == ("asimd", "asimddp", "i8mm")
+    # a virtual machine's generic model name gets its CPUID numbers, which tell two such machines apart
+    vm = "model name\t: Intel(R) Xeon(R) Processor\ncpu family\t: 6\nmodel\t\t: 167\nflags\t: avx2 avx512_fp16 amx_int8"
+    flags = ("avx2", "avx512_fp16", "amx_int8")
+    assert parse_cpuinfo(vm) == ("Intel(R) Xeon(R) Processor (family 6 model 167)", flags)

@@ -19,33 +19,16 @@ import logging
 import os
 import platform
 import re
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from vjepa_edge.profile.devices import DeviceProfile, Peak
+from vjepa_edge.runinfo import cpu_model_and_flags
 
 log = logging.getLogger(__name__)
 
-# The flags that decide which CPU kernels torch, XNNPACK and ONNX Runtime can use, as /proc/cpuinfo spells them.
-FLAGS = (
-    "avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8",
-    "asimd", "asimddp", "asimdhp", "i8mm", "bf16", "sve", "sve2",
-)  # fmt: skip
-# macOS names (sysctl hw.optional.*) of the same features, mapped to the Linux spelling.
-_MAC_FLAGS = {
-    "hw.optional.avx2_0": "avx2",
-    "hw.optional.fma": "fma",
-    "hw.optional.avx512f": "avx512f",
-    "hw.optional.avx512vnni": "avx512_vnni",
-    "hw.optional.neon": "asimd",
-    "hw.optional.arm.FEAT_DotProd": "asimddp",
-    "hw.optional.arm.FEAT_FP16": "asimdhp",
-    "hw.optional.arm.FEAT_I8MM": "i8mm",
-    "hw.optional.arm.FEAT_BF16": "bf16",
-}
 MATMUL_SIZES = (1024, 2048)
 MATMUL_REPEATS = 3  # per size; the best one counts (the least disturbed by other processes)
 COPY_BYTES = 256 * 2**20  # well beyond the last-level cache of a desktop or laptop CPU
@@ -58,7 +41,7 @@ class HostSpec:
 
     cpu_model: str
     cores: int  # logical CPUs this process may run on (the affinity mask, not the machine's total)
-    flags: tuple[str, ...]  # of FLAGS, the ones this CPU has
+    flags: tuple[str, ...]  # of runinfo.CPU_FLAGS, the ones this CPU has
     machine: str  # platform.machine(): x86_64, arm64, aarch64
     torch_version: str
     fp32_gflops: float  # best fp32 matmul throughput, torch on `cores` threads
@@ -203,43 +186,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS has no affinity masks
         return os.cpu_count() or 1
-
-
-def cpu_model_and_flags() -> tuple[str, tuple[str, ...]]:
-    """The CPU's model name and which of FLAGS it has: /proc/cpuinfo on Linux, sysctl on macOS."""
-    if platform.system() == "Darwin":
-        return _mac_cpu()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine(), ()
-    return _parse_cpuinfo(text)
-
-
-def _parse_cpuinfo(text: str) -> tuple[str, tuple[str, ...]]:
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip().lower(), value.strip())
-    # x86: "model name"; Arm Linux: "Hardware" or "Model" where the kernel names the SoC, else the core part number.
-    model = fields.get("model name") or fields.get("hardware") or fields.get("model") or ""
-    if not model and "cpu part" in fields:
-        model = f"Arm CPU part {fields['cpu part']} (implementer {fields.get('cpu implementer', '?')})"
-    present = set((fields.get("flags") or fields.get("features") or "").split())
-    return (model or platform.machine()), tuple(f for f in FLAGS if f in present)
-
-
-def _mac_cpu() -> tuple[str, tuple[str, ...]]:
-    def sysctl(name: str) -> str:
-        try:
-            return subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    model = sysctl("machdep.cpu.brand_string") or platform.machine()
-    flags = {flag for name, flag in _MAC_FLAGS.items() if sysctl(name) == "1"}
-    return model, tuple(f for f in FLAGS if f in flags)
 
 
 def _torch_version() -> str:
