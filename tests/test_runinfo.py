@@ -46,6 +46,23 @@ def test_cpu_info_names_the_flags_that_decide_speed(cpuinfo, monkeypatch):
     assert info["bf16"].startswith("emulated") and info["cores"] >= 1
 
 
+X86 = "processor\t: 0\nmodel name\t: AMD EPYC 9654\nflags\t\t: fpu avx2 fma avx512f avx512_vnni avx512_bf16 amx_tile\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm\nCPU implementer\t: 0x41\nCPU part\t: 0xd0b\n"
+
+
+def test_cpuinfo_parsing() -> None:
+    assert runinfo.parse_cpuinfo(X86) == (
+        "AMD EPYC 9654",
+        ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"),
+    )
+    model, flags = runinfo.parse_cpuinfo(ARM)
+    assert model == "Arm CPU part 0xd0b (implementer 0x41)" and flags == ("asimd", "asimddp", "i8mm")
+    # a virtual machine's generic model name gets its CPUID numbers, which tell two such machines apart
+    vm = "model name\t: Intel(R) Xeon(R) Processor\ncpu family\t: 6\nmodel\t\t: 167\nflags\t: avx2 avx512_fp16 amx_int8"
+    flags = ("avx2", "avx512_fp16", "amx_int8")
+    assert runinfo.parse_cpuinfo(vm) == ("Intel(R) Xeon(R) Processor (family 6 model 167)", flags)
+
+
 def test_idle_threads_are_reported(monkeypatch, caplog):
     import logging
 

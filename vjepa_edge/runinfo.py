@@ -213,13 +213,20 @@ def _mac_cpu() -> tuple[str, tuple[str, ...]]:
     return model, tuple(f for f in CPU_FLAGS if f in flags)
 
 
+def available_cores() -> int:
+    """The logical CPUs this process may run on (a container's or taskset's limit, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS has no affinity masks
+        return os.cpu_count() or 1
+
+
 def cpu_info() -> dict[str, Any]:
     """The CPU a figure was measured on: model, usable cores and the vector extensions that decide speed."""
     model, flags = cpu_model_and_flags()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
         "model": model,
-        "cores": cores,
+        "cores": available_cores(),
         "flags": list(flags),
         "bf16": "native" if cpu_has_fast_bf16() else "emulated (runs stay in fp32)",
     }
@@ -244,7 +251,7 @@ def warn_if_threads_idle(logger: Any) -> None:
     OMP_NUM_THREADS=1, say): on a 2-core machine that halves every CPU stage."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = available_cores()
     if torch.get_num_threads() < cores:
         logger.warning(
             "torch computes on %d thread(s) but this process may use %d cores; unset OMP_NUM_THREADS or call "
@@ -259,10 +266,7 @@ def cpu_has_fast_bf16() -> bool:
     """AVX512-BF16 or AMX, and not capped below AVX-512 by `ONEDNN_MAX_CPU_ISA`: bf16 matmuls then run several
     times faster than fp32. Elsewhere (an AVX2 part, or an AVX-512 part run as one) they are emulated and
     about 100x slower than fp32, so a run on such a CPU stays in fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_model_and_flags()[1]
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
     capped = isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10"))
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped

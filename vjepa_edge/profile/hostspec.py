@@ -16,7 +16,6 @@ import datetime
 import hashlib
 import json
 import logging
-import os
 import platform
 import re
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vjepa_edge.profile.devices import DeviceProfile, Peak
-from vjepa_edge.runinfo import cpu_model_and_flags
+from vjepa_edge.runinfo import available_cores, cpu_model_and_flags
 
 log = logging.getLogger(__name__)
 
@@ -178,14 +177,6 @@ def _copy_gbs(torch: Any) -> float:
         dst.copy_(src)
         best = min(best, time.perf_counter() - t)
     return 2 * COPY_BYTES / best / 1e9  # each byte is read once and written once
-
-
-def available_cores() -> int:
-    """The logical CPUs this process may run on (a container's or taskset's limit, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS has no affinity masks
-        return os.cpu_count() or 1
 
 
 def _torch_version() -> str:
