@@ -64,6 +64,7 @@ def test_every_stage_is_probed_on_the_same_clips(masked_run: Path, evaluated: di
     assert evaluated["probe_acc"]["student"] == pytest.approx(report["student_probe_acc"])
     assert evaluated["probe_acc"]["teacher"] == pytest.approx(report["teacher_probe_acc"])
     assert evaluated["protocol"]["reused_from_report"] == ["random_student", "student", "teacher"]
+    assert evaluated["protocol"]["epochs"] == {"grid": 2}  # the recipe's eval.epochs, for the recipe's probe
     # in a distill run the random teacher is the surprise baseline; the random student is the probe baseline
     assert evaluated["stages"]["random_teacher"]["probe_acc"] is None
     for name in ("teacher", "student", "random_student"):
@@ -100,6 +101,14 @@ def test_recompute_probes_every_stage_again(masked_run: Path, evaluated: dict, t
     # the same features and the same seeded probe: the distillation's own number, measured again
     assert again["probe_acc"]["student"] == pytest.approx(evaluated["probe_acc"]["student"], abs=1e-6)
     assert again["voe_pairwise_acc"] == {}
+
+
+def test_the_recipes_epochs_are_for_its_probe_and_other_kinds_take_their_own() -> None:
+    from vjepa_edge.eval.probe import SCHEDULES
+    from vjepa_edge.eval.run import Protocol
+
+    protocol = Protocol(probes=("grid", "attentive", "linear"), epochs={"grid": 2})
+    assert protocol.to_dict()["epochs"] == {"grid": 2, "attentive": SCHEDULES["attentive"][0], "linear": 20}
 
 
 def test_bad_options_and_stages_are_refused_before_any_work(masked_run: Path, tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from vjepa_edge.eval import (
     random_init_like,
     train_probe,
 )
+from vjepa_edge.eval.probe import PROBE_KINDS, SCHEDULES
 from vjepa_edge.models import EncoderArch, VisionTransformer
 
 TINY = EncoderArch(embed_dim=48, depth=2, num_heads=3, mlp_hidden=96, patch_size=16, num_frames=4, img_size=32)
@@ -199,6 +200,20 @@ def test_probe_config_round_trips_through_a_dict() -> None:
     config = ProbeConfig(kind="linear", lrs=[1e-2], seed=4)  # type: ignore[arg-type]
     assert config.lrs == (1e-2,)
     assert ProbeConfig(**config.to_dict()) == config
+
+
+def test_probe_config_takes_its_kinds_schedule_unless_set() -> None:
+    """V-JEPA's 20 epochs at 1e-3 / 3e-4 for the linear heads; the attentive probe gets more steps at higher rates."""
+    assert set(SCHEDULES) == set(PROBE_KINDS)
+    for kind in PROBE_KINDS:
+        config = ProbeConfig(kind=kind)  # type: ignore[arg-type]
+        assert (config.epochs, config.lrs) == SCHEDULES[kind]
+    assert (ProbeConfig(kind="grid").epochs, ProbeConfig(kind="grid").lrs) == (20, (1e-3, 3e-4))
+    attentive = ProbeConfig(kind="attentive")
+    assert attentive.epochs > 20 and min(attentive.lrs) > 1e-3  # type: ignore[operator]
+    set_ = ProbeConfig(kind="attentive", epochs=7, lrs=(5e-4,))
+    assert (set_.epochs, set_.lrs) == (7, (5e-4,))
+    assert ProbeConfig(**attentive.to_dict()) == attentive
 
 
 def test_linear_probe_is_mean_pool_batchnorm_linear() -> None:

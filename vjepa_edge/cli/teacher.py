@@ -192,11 +192,11 @@ def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, te
         raise ConfigError.of(p, title="invalid probe options", hint="see `vjepa-edge teacher probe --help`")
 
 
-def _probe_config(kind: str, seed: int, epochs: int, lrs: str) -> Any:
+def _probe_config(kind: str, seed: int, epochs: int | None, lrs: str | None) -> Any:
     from vjepa_edge.eval.probe import ProbeConfig
 
     try:
-        rates = tuple(float(x) for x in lrs.split(",") if x.strip())
+        rates = None if lrs is None else tuple(float(x) for x in lrs.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"--lrs {lrs!r}: comma-separated numbers", hint="e.g. --lrs 3e-3,1e-3") from None
     return ProbeConfig(kind=kind, seed=seed, epochs=epochs, lrs=rates)  # type: ignore[arg-type]
@@ -218,11 +218,16 @@ def probe(
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
     epochs: Annotated[
-        int, typer.Option(help="Probe training epochs (an attentive probe on 1024 clips needs about 60).")
-    ] = 20,
+        int | None,
+        typer.Option(help="Probe training epochs (default: the kind's, 20 for grid and linear, 100 for attentive)."),
+    ] = None,
     lrs: Annotated[
-        str, typer.Option(help="Learning rates, comma-separated: one head each, the best is reported.")
-    ] = "1e-3,3e-4",
+        str | None,
+        typer.Option(
+            help="Learning rates, comma-separated: one head each, the best is reported "
+            "(default: the kind's, 1e-3,3e-4 for grid and linear, 1e-2,3e-3 for attentive)."
+        ),
+    ] = None,
     part: Annotated[
         str, typer.Option(help="auto (the EMA target encoder when the file has one), target_encoder or encoder.")
     ] = "auto",

@@ -216,7 +216,7 @@ class EvalConfig:
     train_clips: int = 1024
     test_clips: int = 512
     cosine_clips: int = 128
-    epochs: int = 20
+    epochs: int | None = None  # None: the probe kind's schedule (`vjepa_edge.eval.probe.SCHEDULES`; 20 for grid)
 
     def __post_init__(self) -> None:
         from vjepa_edge.data.physics import LABELS
@@ -227,7 +227,9 @@ class EvalConfig:
         for label in self.labels:
             if label not in LABELS:
                 p.append(f"labels: unknown {label!r}; known: {', '.join(LABELS)}")
-        _positive(self, ("train_clips", "test_clips", "cosine_clips", "epochs"), p)
+        _positive(self, ("train_clips", "test_clips", "cosine_clips"), p)
+        if self.epochs is not None:
+            _positive(self, ("epochs",), p)
         if p:
             raise ConfigError("invalid eval", problems=p)
 

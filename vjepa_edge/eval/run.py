@@ -83,7 +83,7 @@ class Protocol:
     labels: tuple[str, ...] = ("event", "direction")
     probes: tuple[str, ...] = ("grid",)
     pool: tuple[int, int, int] = (0, 4, 4)
-    epochs: int = 20
+    epochs: dict[str, int] = field(default_factory=dict)  # kind -> epochs set by the recipe; other kinds: their own
     train_clips: int = 1024
     test_clips: int = 512
     seed: int = 0
@@ -93,11 +93,13 @@ class Protocol:
     chance: float = math.nan  # mean chance accuracy over the labels
 
     def to_dict(self) -> dict[str, Any]:
+        from vjepa_edge.eval.probe import ProbeConfig
+
         return {
             "labels": list(self.labels),
             "probes": list(self.probes),
             "pool": list(self.pool),
-            "epochs": self.epochs,
+            "epochs": {kind: ProbeConfig(kind=kind, epochs=self.epochs.get(kind)).epochs for kind in self.probes},
             "train_clips": self.train_clips,
             "test_clips": self.test_clips,
             "seed": self.seed,
@@ -113,7 +115,8 @@ def _protocol(run: RunDir | None, options: EvalOptions) -> Protocol:
         from vjepa_edge.distill.head import run_recipe
 
         r = run_recipe(run)
-        p.labels, p.probes, p.pool, p.epochs = r.eval.labels, (r.eval.probe,), r.eval.pool, r.eval.epochs
+        p.labels, p.probes, p.pool = r.eval.labels, (r.eval.probe,), r.eval.pool
+        p.epochs = {r.eval.probe: r.eval.epochs} if r.eval.epochs is not None else {}
         p.train_clips, p.test_clips, p.seed, p.fps = r.eval.train_clips, r.eval.test_clips, r.run.seed, r.data.fps
         if run.report.is_file():
             report = json.loads(run.report.read_text())
@@ -165,7 +168,7 @@ def _probe_stage(stage: Stage, clips: tuple[Any, Any], protocol: Protocol, progr
         train = cached_features(stage.encoder, train_set, stage.digest, progress=bar)
         test = cached_features(stage.encoder, test_set, stage.digest, progress=bar)
     for kind in kinds:
-        config = ProbeConfig(kind=kind, epochs=protocol.epochs, pool=protocol.pool, seed=protocol.seed)
+        config = ProbeConfig(kind=kind, epochs=protocol.epochs.get(kind), pool=protocol.pool, seed=protocol.seed)
         results = probe(train, test, protocol.labels, config)
         labels = {k: r.accuracy for k, r in results.items()}
         out[kind] = {"acc": _mean(labels.values()), "labels": labels}
