@@ -367,8 +367,8 @@ def _is_number(v: Any) -> bool:
 # clips the physics evaluations train on. V-JEPA's 20 epochs at 1e-3 / 3e-4 were made for datasets a hundred times
 # larger; they suit the linear heads, but an attentive probe must learn where to look from 1024 clips and sat near
 # chance with them. With 100 epochs at 1e-2 / 3e-3 the embedded teacher's attentive probe reads 12.7 points above
-# its random init on event and level with it on direction (the README's teacher section). V-JEPA 2's four-block probe keeps V-JEPA's schedule: its three
-# self-attention blocks over every token make each of its epochs far dearer on a CPU.
+# its random init on event and level with it on direction (the README's teacher section). V-JEPA 2's four-block
+# probe keeps V-JEPA's schedule: its three self-attention blocks over every token make each epoch far dearer on a CPU.
 SCHEDULES: dict[str, tuple[int, tuple[float, ...]]] = {
     "attentive": (100, (1e-2, 3e-3)),
     "attentive4": (20, (1e-3, 3e-4)),
