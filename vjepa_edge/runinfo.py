@@ -10,7 +10,7 @@ import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -228,7 +228,7 @@ def cpu_info() -> dict[str, Any]:
         "model": model,
         "cores": available_cores(),
         "flags": list(flags),
-        "bf16": "native" if cpu_has_fast_bf16() else "emulated (runs stay in fp32)",
+        "bf16": "native" if cpu_has_fast_bf16(flags) else "emulated (runs stay in fp32)",
     }
 
 
@@ -262,11 +262,13 @@ def warn_if_threads_idle(logger: Any) -> None:
         )
 
 
-def cpu_has_fast_bf16() -> bool:
+def cpu_has_fast_bf16(flags: Sequence[str] | None = None) -> bool:
     """AVX512-BF16 or AMX, and not capped below AVX-512 by `ONEDNN_MAX_CPU_ISA`: bf16 matmuls then run several
     times faster than fp32. Elsewhere (an AVX2 part, or an AVX-512 part run as one) they are emulated and
-    about 100x slower than fp32, so a run on such a CPU stays in fp32."""
-    flags = cpu_model_and_flags()[1]
+    about 100x slower than fp32, so a run on such a CPU stays in fp32. `flags`: the CPU's, when the caller has
+    read them already (`cpu_model_and_flags`)."""
+    if flags is None:
+        flags = cpu_model_and_flags()[1]
     isa = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
     capped = isa not in ("ALL", "DEFAULT") and not isa.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10"))
     return ("avx512_bf16" in flags or "amx_bf16" in flags) and not capped

@@ -430,7 +430,7 @@ class ProbeConfig:
             "kind": self.kind,
             "epochs": self.epochs,
             "batch_size": self.batch_size,
-            "lrs": list(self.lrs or ()),
+            "lrs": list(self.lrs),
             "weight_decay": self.weight_decay,
             "num_heads": self.num_heads,
             "pool": list(self.pool),

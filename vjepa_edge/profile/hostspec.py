@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vjepa_edge.profile.devices import DeviceProfile, Peak
-from vjepa_edge.runinfo import available_cores, cpu_model_and_flags
+from vjepa_edge.runinfo import available_cores, cpu_model_and_flags, write_json
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +82,6 @@ def host_spec(*, refresh: bool = False) -> HostSpec:
         if cached is not None:
             return cached
     spec = measure_host(cpu_model=model, cores=cores, flags=flags, torch_version=version)
-    from vjepa_edge.runinfo import write_json
-
     write_json(path, spec.to_dict())
     log.info("host spec measured and cached in %s", path)
     return spec
