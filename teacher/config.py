@@ -156,10 +156,14 @@ class OptimConfig:
     # default) is V-JEPA as published.
     variance_weight: float = 0.0
     covariance_weight: float = 0.0
+    # The regression target: the target encoder's last `target_layers` blocks, each layer-normed, averaged, then
+    # layer-normed again (data2vec's top-K average). 1 (the default) is V-JEPA as published: its output alone.
+    target_layers: int = 1
 
     def __post_init__(self) -> None:
         p: list[str] = []
         check_count("steps", self.steps, p)
+        check_count("target_layers", self.target_layers, p)
         for name in (
             "start_lr",
             "final_lr",
@@ -236,9 +240,12 @@ class TeacherConfig:
         if not self.masks:
             p.append("masks: need at least one [[masks]] table")
         try:
-            self.arch()
+            depth = self.arch().encoder.depth
         except ConfigError as e:
             p += e.problems or [e.message]
+        else:
+            if self.optim.target_layers > depth:
+                p.append(f"optim.target_layers={self.optim.target_layers}: the encoder has {depth} blocks")
         if p:
             raise ConfigError("invalid config", problems=p)
 
@@ -278,8 +285,8 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key in ("variance_weight", "covariance_weight"):  # off: the key teachers had before these terms existed
-            if not data["optim"].get(key):
+        for key, off in (("variance_weight", 0), ("covariance_weight", 0), ("target_layers", 1)):
+            if data["optim"].get(key, off) == off:  # off: the keys teachers had before these options existed
                 data["optim"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 

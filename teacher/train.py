@@ -148,6 +148,25 @@ def loop_spec(c: TeacherConfig) -> LoopSpec:
     )
 
 
+def regression_targets(encoder: nn.Module, clip: Tensor, layers: int = 1) -> Tensor:
+    """What the predictor regresses: the target encoder's output layer-normed (V-JEPA), or with `layers` > 1 the
+    average of its last `layers` blocks, each layer-normed (the last through the encoder's own norm), layer-normed
+    again (data2vec's top-K average). The blocks' outputs are read with forward hooks, so the encoder runs its own
+    forward (wrapped or sharded alike)."""
+    hidden: list[Tensor] = []
+    hooks = [b.register_forward_hook(lambda _m, _i, out: hidden.append(out)) for b in encoder.blocks[-layers:-1]]
+    try:
+        out = encoder(clip).float()
+    finally:
+        for h in hooks:
+            h.remove()
+    D = out.shape[-1]
+    if layers == 1:
+        return F.layer_norm(out, (D,))
+    average = torch.stack([F.layer_norm(h.float(), (D,)) for h in hidden] + [F.layer_norm(out, (D,))]).mean(0)
+    return F.layer_norm(average, (D,))
+
+
 class _Trainer(Trainer):
     logger = log
 
@@ -197,7 +216,7 @@ class _Trainer(Trainer):
         return self.step(batch["clip"].to(self.device, non_blocking=True), step)
 
     def step(self, clip: Tensor, step: int) -> dict[str, float]:
-        s, D = self.schedule, self.arch.encoder.embed_dim
+        s = self.schedule
         lr, wd, momentum, max_norm = s.lr(step), s.weight_decay(step), s.momentum(step), s.clip_grad(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -208,7 +227,7 @@ class _Trainer(Trainer):
         masks_pred = [m.to(self.device) for m in masks_pred]
         with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
             with torch.no_grad():
-                targets = F.layer_norm(self.model.target_encoder(clip).float(), (D,))
+                targets = regression_targets(self.model.target_encoder, clip, self.config.optim.target_layers)
             predictions, contexts = self.context(clip, masks_enc, masks_pred)
             loss = jepa_loss(predictions, targets, masks_pred)
             o, extra = self.config.optim, {}
