@@ -285,8 +285,8 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key, off in (("variance_weight", 0), ("covariance_weight", 0), ("target_layers", 1)):
-            if data["optim"].get(key, off) == off:  # off: the keys teachers had before these options existed
+        for key in ("variance_weight", "covariance_weight", "target_layers"):  # keys teachers had before these existed
+            if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:  # off: keep the old key
                 data["optim"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 

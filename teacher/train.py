@@ -161,10 +161,8 @@ def regression_targets(encoder: nn.Module, clip: Tensor, layers: int = 1) -> Ten
         for h in hooks:
             h.remove()
     D = out.shape[-1]
-    if layers == 1:
-        return F.layer_norm(out, (D,))
-    average = torch.stack([F.layer_norm(h.float(), (D,)) for h in hidden] + [F.layer_norm(out, (D,))]).mean(0)
-    return F.layer_norm(average, (D,))
+    normed = [F.layer_norm(h.float(), (D,)) for h in [*hidden, out]]
+    return normed[0] if layers == 1 else F.layer_norm(torch.stack(normed).mean(0), (D,))
 
 
 class _Trainer(Trainer):
