@@ -280,15 +280,20 @@ class TeacherConfig:
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
 
-    def digest(self) -> str:
-        """A short hash of everything that changes the trained weights (for cache keys)."""
+    def key_data(self) -> dict[str, Any]:
+        """Everything that changes the trained weights: what `digest` hashes. Options added after teachers were
+        pretrained are left out at their default, so those teachers keep their cache key."""
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key in ("variance_weight", "covariance_weight", "target_layers"):  # keys teachers had before these existed
-            if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:  # off: keep the old key
+        for key in ("variance_weight", "covariance_weight", "target_layers"):
+            if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:
                 data["optim"].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+        return data
+
+    def digest(self) -> str:
+        """A short hash of `key_data` (for cache keys)."""
+        return hashlib.sha256(json.dumps(self.key_data(), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _prepare(data: dict[str, Any]) -> dict[str, Any]:

@@ -53,4 +53,5 @@ def test_target_layers_is_checked_and_keeps_the_default_key():
     with pytest.raises(ConfigError):
         c.replace(optim={"target_layers": 0})
     one = c.replace(optim={"target_layers": 1})
+    assert "target_layers" not in one.key_data()["optim"]  # hashed as before the option existed
     assert one.digest() != c.replace(optim={"target_layers": 2}).digest()
