@@ -159,6 +159,10 @@ class OptimConfig:
     # The regression target: the target encoder's last `target_layers` blocks, each layer-normed, averaged, then
     # layer-normed again (data2vec's top-K average). 1 (the default) is V-JEPA as published: its output alone.
     target_layers: int = 1
+    # Where the regression loss looks: each target token's L1 distance weighted by (1 - w) + w * m / mean(m), where m
+    # is its clip's mean absolute frame difference under the token (how much moves there), so the loss is not spent
+    # on a static background. 0 (the default) is V-JEPA as published: every masked token counts the same.
+    motion_weight: float = 0.0
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -175,6 +179,7 @@ class OptimConfig:
             "covariance_weight",
         ):
             check_number(name, getattr(self, name), p, positive=False)
+        check_number("motion_weight", self.motion_weight, p, positive=False, maximum=1.0)
         check_number("lr", self.lr, p)
         check_number("ipe_scale", self.ipe_scale, p)
         if p:  # the order checks below compare these numbers
@@ -286,7 +291,7 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key in ("variance_weight", "covariance_weight", "target_layers"):
+        for key in ("variance_weight", "covariance_weight", "target_layers", "motion_weight"):
             if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:
                 data["optim"].pop(key, None)
         return data

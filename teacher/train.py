@@ -59,12 +59,33 @@ class ContextPath(nn.Module):
         return predictions, contexts
 
 
-def jepa_loss(predictions: list[Tensor], targets: Tensor, masks_pred: list[Tensor]) -> Tensor:
-    """Mean over masks of the L1 distance between predictions and the (normalised) targets at the masked tokens."""
-    losses = [
-        (z.float() - gather_tokens(targets, m)).abs().mean() for z, m in zip(predictions, masks_pred, strict=True)
-    ]
+def jepa_loss(
+    predictions: list[Tensor], targets: Tensor, masks_pred: list[Tensor], weights: Tensor | None = None
+) -> Tensor:
+    """Mean over masks of the L1 distance between predictions and the (normalised) targets at the masked tokens;
+    with `weights` [B, N] (one per token) a weighted mean over the masked tokens of each mask."""
+    losses = []
+    for z, m in zip(predictions, masks_pred, strict=True):
+        dist = (z.float() - gather_tokens(targets, m)).abs()
+        if weights is None:
+            losses.append(dist.mean())
+        else:
+            w = torch.gather(weights, 1, m)
+            losses.append((dist.mean(-1) * w).sum() / w.sum().clamp_min(1e-6))
     return torch.stack(losses).mean()
+
+
+def motion_weights(clip: Tensor, tubelet: int, patch: int, weight: float) -> Tensor:
+    """Per-token loss weights [B, N] from clips [B, C, T, H, W]: (1 - weight) + weight * m / mean(m), m the mean
+    absolute frame difference under each token (the first frame repeats the first difference), in the encoder's
+    token order (time, rows, columns). In a clip where nothing moves every token weighs 1."""
+    x = clip.float()
+    diff = (x[:, :, 1:] - x[:, :, :-1]).abs().mean(1)
+    diff = torch.cat([diff[:, :1], diff], dim=1)
+    m = F.avg_pool3d(diff.unsqueeze(1), (tubelet, patch, patch)).flatten(1)
+    mean = m.mean(1, keepdim=True)
+    share = torch.where(mean > 0, m / mean.clamp_min(1e-12), torch.ones_like(m))  # a still clip: every token alike
+    return (1.0 - weight) + weight * share
 
 
 def variance_covariance(contexts: list[Tensor]) -> tuple[Tensor, Tensor]:
@@ -227,8 +248,12 @@ class _Trainer(Trainer):
             with torch.no_grad():
                 targets = regression_targets(self.model.target_encoder, clip, self.config.optim.target_layers)
             predictions, contexts = self.context(clip, masks_enc, masks_pred)
-            loss = jepa_loss(predictions, targets, masks_pred)
             o, extra = self.config.optim, {}
+            weights = None
+            if o.motion_weight:
+                e = self.arch.encoder
+                weights = motion_weights(clip, e.tubelet_size, e.patch_size, o.motion_weight)
+            loss = jepa_loss(predictions, targets, masks_pred, weights)
             if o.variance_weight or o.covariance_weight:
                 var, cov = variance_covariance(contexts)
                 extra = {"variance": var.item(), "covariance": cov.item()}
