@@ -163,6 +163,8 @@ class OptimConfig:
     # is its clip's mean absolute frame difference under the token (how much moves there), so the loss is not spent
     # on a static background. 0 (the default) is V-JEPA as published: every masked token counts the same.
     motion_weight: float = 0.0
+    # V-JEPA's `loss.loss_exp`: the loss is mean(|prediction - target| ** loss_exp) / loss_exp; 1 (L1) as published.
+    loss_exp: float = 1.0
 
     def __post_init__(self) -> None:
         p: list[str] = []
@@ -181,6 +183,7 @@ class OptimConfig:
             check_number(name, getattr(self, name), p, positive=False)
         check_number("motion_weight", self.motion_weight, p, positive=False, maximum=1.0)
         check_number("lr", self.lr, p)
+        check_number("loss_exp", self.loss_exp, p)
         check_number("ipe_scale", self.ipe_scale, p)
         if p:  # the order checks below compare these numbers
             raise ConfigError("invalid optim", problems=p)
@@ -291,7 +294,7 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key in ("variance_weight", "covariance_weight", "target_layers", "motion_weight"):
+        for key in ("variance_weight", "covariance_weight", "target_layers", "motion_weight", "loss_exp"):
             if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:
                 data["optim"].pop(key, None)
         return data

@@ -60,13 +60,20 @@ class ContextPath(nn.Module):
 
 
 def jepa_loss(
-    predictions: list[Tensor], targets: Tensor, masks_pred: list[Tensor], weights: Tensor | None = None
+    predictions: list[Tensor],
+    targets: Tensor,
+    masks_pred: list[Tensor],
+    weights: Tensor | None = None,
+    *,
+    exp: float = 1.0,
 ) -> Tensor:
-    """Mean over masks of the L1 distance between predictions and the (normalised) targets at the masked tokens;
-    with `weights` [B, N] (one per token) a weighted mean over the masked tokens of each mask."""
+    """Mean over masks of mean(|prediction - target| ** exp) / exp at the masked tokens (exp 1: V-JEPA's L1); with
+    `weights` [B, N] (one per token) a weighted mean over the masked tokens of each mask."""
     losses = []
     for z, m in zip(predictions, masks_pred, strict=True):
         dist = (z.float() - gather_tokens(targets, m)).abs()
+        if exp != 1.0:
+            dist = dist.pow(exp) / exp
         if weights is None:
             losses.append(dist.mean())
         else:
@@ -253,7 +260,7 @@ class _Trainer(Trainer):
             if o.motion_weight:
                 e = self.arch.encoder
                 weights = motion_weights(clip, e.tubelet_size, e.patch_size, o.motion_weight)
-            loss = jepa_loss(predictions, targets, masks_pred, weights)
+            loss = jepa_loss(predictions, targets, masks_pred, weights, exp=o.loss_exp)
             if o.variance_weight or o.covariance_weight:
                 var, cov = variance_covariance(contexts)
                 extra = {"variance": var.item(), "covariance": cov.item()}

@@ -1,5 +1,6 @@
-"""The motion-weighted loss: tokens over what moves weigh more, a still clip and weight 0 leave V-JEPA's plain mean,
-and the option is checked and leaves the key of teachers pretrained before it unchanged."""
+"""The JEPA loss and its options: V-JEPA's L1 mean by default, its `loss_exp`, and a motion-weighted mean where tokens
+over what moves weigh more (a still clip and weight 0 leave the plain mean). The options are checked and, at their
+defaults, leave the key of teachers pretrained before them unchanged."""
 
 import pytest
 import torch
@@ -63,3 +64,19 @@ def test_motion_weight_is_checked_and_keeps_the_default_key():
     off = c.replace(optim={"motion_weight": 0.0})
     assert "motion_weight" not in off.key_data()["optim"]  # hashed as before the option existed
     assert off.digest() != c.replace(optim={"motion_weight": 0.5}).digest()
+
+
+def test_loss_exp_is_vjepa_s_power_mean():
+    g = torch.Generator().manual_seed(2)
+    targets = torch.randn(2, 16, 8, generator=g)
+    masks = [torch.tensor([[0, 1, 2], [3, 4, 5]])]
+    predictions = [torch.randn(2, 3, 8, generator=g)]
+    diff = predictions[0] - torch.stack([targets[0, :3], targets[1, 3:6]])
+    torch.testing.assert_close(jepa_loss(predictions, targets, masks), diff.abs().mean())
+    torch.testing.assert_close(jepa_loss(predictions, targets, masks, exp=2.0), diff.pow(2).mean() / 2)
+    c = load_config("teacher/configs/physics.toml")
+    with pytest.raises(ConfigError) as e:
+        c.replace(optim={"loss_exp": 0.0})
+    assert "loss_exp" in str(e.value.problems)
+    assert "loss_exp" not in c.replace(optim={"loss_exp": 1.0}).key_data()["optim"]
+    assert c.replace(optim={"loss_exp": 2.0}).digest() != c.digest()
