@@ -7,13 +7,11 @@ V-JEPA configs map onto these fields one to one; `teacher/configs/*.toml` cite t
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vjepa_edge.config import build, check_count, check_number, load_toml, to_dict
+from vjepa_edge.config import build, check_count, check_number, digest, load_toml, to_dict
 from vjepa_edge.data.config import AugmentConfig, ClipSpec
 from vjepa_edge.data.masks import VJEPA_MASKS, MaskSpec
 from vjepa_edge.errors import ConfigError
@@ -301,7 +299,7 @@ class TeacherConfig:
 
     def digest(self) -> str:
         """A short hash of `key_data` (for cache keys)."""
-        return hashlib.sha256(json.dumps(self.key_data(), sort_keys=True).encode()).hexdigest()[:12]
+        return digest(self.key_data(), 12)
 
 
 def _prepare(data: dict[str, Any]) -> dict[str, Any]:

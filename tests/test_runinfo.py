@@ -79,3 +79,27 @@ def test_atomic_writes_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(p.stat().st_mode) == 0o644
+
+
+def test_keys_hash_sorted_json_and_shipped_keys_stay(tmp_path, monkeypatch):
+    """Every cache key and run digest is one helper: key order does not matter, the length is as asked, and the
+    keys of what users already have cached (the embedded teacher, its rendered clips, the vit_s run) stay."""
+    import hashlib
+    import json
+
+    from teacher.config import load_config
+    from vjepa_edge.config import digest
+    from vjepa_edge.data.sources import open_source
+    from vjepa_edge.distill.recipe import load_recipe
+
+    a, b = {"x": 1, "y": [1, 2], "z": {"p": 0.5, "q": "s"}}, {"z": {"q": "s", "p": 0.5}, "y": [1, 2], "x": 1}
+    assert digest(a, 24) == digest(b, 24) == hashlib.sha256(json.dumps(b, sort_keys=True).encode()).hexdigest()[:24]
+    assert len(digest(a, 12)) == 12 and digest(a, 12) != digest({**a, "x": 2}, 12)
+    monkeypatch.setenv("VJEPA_EDGE_CACHE", str(tmp_path))
+    assert runinfo.cache_file("features", a) == tmp_path / "features" / f"{digest(a, 24)}.safetensors"
+
+    teacher = load_config("physics")
+    clips = open_source("physics", spec=teacher.data.clip, train=True, seed=0, length=teacher.data.physics_clips)
+    assert teacher.digest() == "8118add3b0fc"
+    assert clips.render_key().digest() == "f0dca57fc94b793c"
+    assert load_recipe("vit_s").digest() == "1e2962b95c54"

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import json
 import math
 import tomllib
 import types
@@ -27,6 +29,11 @@ T = TypeVar("T")
 MAX_FRAMES = 1024
 MAX_SIZE = 4096
 MAX_FPS = 1000.0
+
+
+def digest(data: Any, length: int) -> str:
+    """The first `length` hex digits of the sha256 of `data` as sorted JSON: every cache key and run digest."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def check_count(name: str, value: Any, problems: list[str], *, minimum: int = 1, maximum: int | None = None) -> None:

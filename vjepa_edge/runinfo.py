@@ -297,7 +297,6 @@ def cache_root() -> Path:
 
 def cache_file(folder: str, key: dict[str, Any]) -> Path:
     """The user-cache file `folder/DIGEST.safetensors` of `key` (what determines the cached content, JSON-able)."""
-    import hashlib
+    from vjepa_edge.config import digest
 
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    return cache_root() / folder / f"{digest}.safetensors"
+    return cache_root() / folder / f"{digest(key, 24)}.safetensors"

@@ -11,7 +11,6 @@ so teacher pretraining, the feature cache and every evaluation read the same ren
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -26,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from vjepa_edge.config import digest
 from vjepa_edge.data.physics import PhysicsConfig, generate_clip
 from vjepa_edge.runinfo import cache_root, file_sha256, write_json
 
@@ -59,7 +59,7 @@ class RenderKey:
         }
 
     def digest(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        return digest(self.to_dict(), 16)
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:

@@ -8,13 +8,21 @@ student that is not registered, a data source that does not exist).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vjepa_edge.config import MAX_FPS, MAX_FRAMES, MAX_SIZE, build, check_count, check_number, load_toml, to_dict
+from vjepa_edge.config import (
+    MAX_FPS,
+    MAX_FRAMES,
+    MAX_SIZE,
+    build,
+    check_count,
+    check_number,
+    digest,
+    load_toml,
+    to_dict,
+)
 from vjepa_edge.data.config import AugmentConfig
 from vjepa_edge.errors import ConfigError, VjepaEdgeError
 
@@ -312,7 +320,7 @@ class Recipe:
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         if not data["loss"].get("causal_fraction"):  # runs from before the field existed keep their digest
             data["loss"].pop("causal_fraction", None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+        return digest(data, 12)
 
     def replace(self, **sections: dict[str, Any]) -> Recipe:
         """A copy with fields of sections replaced (`teacher={"path": p}`), validated again."""
