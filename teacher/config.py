@@ -157,7 +157,7 @@ class OptimConfig:
     # The regression target: the target encoder's last `target_layers` blocks, each layer-normed, averaged, then
     # layer-normed again (data2vec's top-K average). 1 (the default) is V-JEPA as published: its output alone.
     target_layers: int = 1
-    # Where the regression loss looks: each target token's L1 distance weighted by (1 - w) + w * m / mean(m), where m
+    # Where the regression loss looks: each target token's loss weighted by (1 - w) + w * m / mean(m), where m
     # is its clip's mean absolute frame difference under the token (how much moves there), so the loss is not spent
     # on a static background. 0 (the default) is V-JEPA as published: every masked token counts the same.
     motion_weight: float = 0.0
