@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from vjepa_edge.config import build, check_count, check_number, digest, load_toml, to_dict
+from vjepa_edge.config import build, check_count, check_number, digest, drop_defaults, load_toml, to_dict
 from vjepa_edge.data.config import AugmentConfig, ClipSpec
 from vjepa_edge.data.masks import VJEPA_MASKS, MaskSpec
 from vjepa_edge.errors import ConfigError
@@ -292,9 +292,11 @@ class TeacherConfig:
         data = self.to_dict()
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
         data.pop("description", None)
-        for key in ("variance_weight", "covariance_weight", "target_layers", "motion_weight", "loss_exp"):
-            if data["optim"].get(key) == OptimConfig.__dataclass_fields__[key].default:
-                data["optim"].pop(key, None)
+        drop_defaults(
+            data["optim"],
+            OptimConfig,
+            ("variance_weight", "covariance_weight", "target_layers", "motion_weight", "loss_exp"),
+        )
         return data
 
     def digest(self) -> str:

@@ -36,6 +36,15 @@ def digest(data: Any, length: int) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:length]
 
 
+def drop_defaults(section: dict[str, Any], cls: type, names: tuple[str, ...]) -> None:
+    """Remove from `section` (a config section as a dict) each of `names` that holds `cls`'s default: options added
+    after runs were keyed are hashed only when set, so those runs keep their key."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name in names:
+        if name in section and section[name] == defaults[name]:
+            del section[name]
+
+
 def check_count(name: str, value: Any, problems: list[str], *, minimum: int = 1, maximum: int | None = None) -> None:
     """An integer in [minimum, maximum]; the problem names the value and the range."""
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= minimum

@@ -20,6 +20,7 @@ from vjepa_edge.config import (
     check_count,
     check_number,
     digest,
+    drop_defaults,
     load_toml,
     to_dict,
 )
@@ -318,8 +319,7 @@ class Recipe:
         for key in ("description", "deploy", "eval"):
             data.pop(key, None)
         data["run"] = {k: v for k, v in data["run"].items() if k in ("seed", "precision")}
-        if not data["loss"].get("causal_fraction"):  # runs from before the field existed keep their digest
-            data["loss"].pop("causal_fraction", None)
+        drop_defaults(data["loss"], LossConfig, ("causal_fraction",))  # runs from before it keep their digest
         return digest(data, 12)
 
     def replace(self, **sections: dict[str, Any]) -> Recipe:
