@@ -116,8 +116,7 @@ class DataConfig:
         check_count("physics_clips", self.physics_clips, p)
         if not p and self.source == "physics" and self.batch_size > self.physics_clips:
             p.append(f"batch_size={self.batch_size} is larger than physics_clips={self.physics_clips}")
-        if not (isinstance(self.max_bad_fraction, int | float) and 0.0 <= self.max_bad_fraction <= 1.0):
-            p.append(f"max_bad_fraction={self.max_bad_fraction}: need a fraction in [0, 1]")
+        check_number("max_bad_fraction", self.max_bad_fraction, p, positive=False, maximum=1.0)
         if p:
             raise ConfigError("invalid data", problems=p)
 

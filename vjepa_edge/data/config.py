@@ -73,8 +73,7 @@ class AugmentConfig:
         problems: list[str] = []
         _range("rrc_scale", self.rrc_scale, 0.01, 1.0, problems)
         _range("rrc_ratio", self.rrc_ratio, 0.1, 10.0, problems)
-        if not 0.0 <= self.hflip <= 1.0:
-            problems.append(f"hflip={self.hflip!r}: need a probability in [0, 1]")
+        check_number("hflip", self.hflip, problems, positive=False, maximum=1.0)
         if not 1.0 <= self.eval_resize_ratio <= 2.0:
             problems.append(f"eval_resize_ratio={self.eval_resize_ratio!r}: need a number in [1, 2]")
         if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from vjepa_edge.config import check_number
 from vjepa_edge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
@@ -26,8 +27,7 @@ class BadDataTracker:
         problems = []
         if not isinstance(total_files, int) or total_files < 1:
             problems.append(f"total_files={total_files!r}: need a positive integer")
-        if not isinstance(max_bad_fraction, int | float) or not 0.0 <= max_bad_fraction <= 1.0:
-            problems.append(f"max_bad_fraction={max_bad_fraction!r}: need a fraction in [0, 1]")
+        check_number("max_bad_fraction", max_bad_fraction, problems, positive=False, maximum=1.0)
         if problems:
             raise ConfigError("invalid bad-data limits", problems=problems, hint="e.g. max_bad_fraction=0.05")
         self.total_files = total_files

@@ -127,8 +127,7 @@ class DataConfig:
             p.append(f"batch_size={self.batch_size} is larger than clips={self.clips}: not one batch per epoch")
         if not isinstance(self.num_workers, int) or self.num_workers < 0:
             p.append(f"num_workers={self.num_workers!r}: need 0 or more")
-        if not (isinstance(self.max_bad_fraction, int | float) and 0.0 <= self.max_bad_fraction <= 1.0):
-            p.append(f"max_bad_fraction={self.max_bad_fraction!r}: need a fraction in [0, 1]")
+        check_number("max_bad_fraction", self.max_bad_fraction, p, positive=False, maximum=1.0)
         if p:
             raise ConfigError("invalid data", problems=p)
 
@@ -157,12 +156,7 @@ class LossConfig:
         p: list[str] = []
         if not (isinstance(self.mask_ratio, int | float) and 0.0 < self.mask_ratio < 1.0):
             p.append(f"mask_ratio={self.mask_ratio!r}: need a fraction in (0, 1)")
-        if not (
-            isinstance(self.causal_fraction, int | float)
-            and not isinstance(self.causal_fraction, bool)
-            and 0.0 <= self.causal_fraction <= 1.0
-        ):
-            p.append(f"causal_fraction={self.causal_fraction!r}: need a fraction in [0, 1]")
+        check_number("causal_fraction", self.causal_fraction, p, positive=False, maximum=1.0)
         _positive(self, ("pred_dim", "pred_depth", "pred_heads"), p)
         if not p and self.pred_dim % self.pred_heads:
             p.append(f"pred_dim={self.pred_dim} is not divisible by pred_heads={self.pred_heads}")
