@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from tests.teacher.conftest import tiny_config
-from vjepa_edge.cli.teacher import _probe_config
+from vjepa_edge.cli._common import console
+from vjepa_edge.cli.teacher import _probe_config, _render_probe, _summary
 from vjepa_edge.errors import ConfigError
 from vjepa_edge.models.checkpoint import save_vjepa
 from vjepa_edge.models.vjepa import VJEPA
@@ -59,3 +60,39 @@ def test_probe_training_options_are_checked_before_the_checkpoint_is_read(tmp_pa
     with pytest.raises(ConfigError) as e:
         _probe_config("grid", 0, 0, "1e-3,1e-3")
     assert "epochs=0" in str(e.value.problems) and "distinct" in str(e.value.problems)
+
+
+def test_probe_repeats_report_the_mean_and_spread_over_seeds(tmp_path) -> None:
+    model = VJEPA(tiny_config().arch())
+    path = save_vjepa(model, tmp_path / "t.safetensors")
+    args = ("probe", str(path), "--train-clips", "16", "--test-clips", "8", "--labels", "event", "--seed", "3")
+    r = _run(*args, "--repeats", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["seeds"] == [3, 4] and [x["seed"] for x in out["repeats"]] == [3, 4]
+    assert out["results"] == out["repeats"][0]["results"]
+    accs = {n: [x["results"][n]["event"]["accuracy"] for x in out["repeats"]] for n in ("teacher", "random init")}
+    gaps = [a - b for a, b in zip(accs["teacher"], accs["random init"], strict=True)]
+    summary = out["summary"]["event"]
+    assert summary["teacher"]["mean"] == pytest.approx(sum(accs["teacher"]) / 2)
+    assert summary["gap"]["mean"] == pytest.approx(sum(gaps) / 2)
+    assert summary["gap"]["sd"] == pytest.approx(abs(gaps[0] - gaps[1]) / 2**0.5)
+    with console.capture() as table:
+        _render_probe(out)
+    assert "over 2 probe seeds (3, 4)" in table.get() and "gap" in table.get()
+
+
+def test_the_probe_summary_pairs_each_seed_s_teacher_with_its_random_init() -> None:
+    def run(teacher: float, random: float) -> dict:
+        per = {"teacher": teacher, "random init": random}
+        return {"results": {name: {"event": {"accuracy": acc}} for name, acc in per.items()}}
+
+    s = _summary([run(0.5, 0.4), run(0.7, 0.4), run(0.6, 0.5)])["event"]
+    assert s["teacher"]["mean"] == pytest.approx(0.6) and s["teacher"]["sd"] == pytest.approx(0.1)
+    assert s["random init"]["mean"] == pytest.approx(13 / 30)
+    assert s["gap"]["mean"] == pytest.approx(1 / 6) and s["gap"]["sd"] == pytest.approx(0.115470054)
+
+
+def test_repeats_must_be_a_positive_count(tmp_path) -> None:
+    r = _run("probe", str(tmp_path / "nope.safetensors"), "--repeats", "0")
+    assert r.returncode == 1 and "--repeats=0" in r.stderr and "Traceback" not in r.stderr

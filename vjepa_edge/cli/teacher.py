@@ -152,26 +152,49 @@ def embedded(
 
 def _render_probe(r: dict[str, Any]) -> None:
     p = r["probe"]
-    t = Table(
-        title=f"{p['kind']} probe, {r['train_clips']} train / {r['test_clips']} test physics clips",
-        title_justify="left",
-    )
+    title = f"{p['kind']} probe, {r['train_clips']} train / {r['test_clips']} test physics clips"
+    summary = r.get("summary")
+    if summary:
+        title += f", mean ± sd over {len(r['seeds'])} probe seeds ({', '.join(map(str, r['seeds']))})"
+    t = Table(title=title, title_justify="left")
     t.add_column("label")
     t.add_column("chance", justify="right")
     results = r["results"]
-    for name in results:
+    names = [*results, "gap"] if summary else list(results)
+    for name in names:
         t.add_column(name, justify="right")
     first = next(iter(results.values()))
     for label in first:
-        row = [f"{per[label]['accuracy']:.1%}" for per in results.values()]
+        if summary:
+            row = [f"{100 * s['mean']:.1f} ± {100 * s['sd']:.1f}" for s in (summary[label][n] for n in names)]
+        else:
+            row = [f"{per[label]['accuracy']:.1%}" for per in results.values()]
         t.add_row(label, f"{first[label]['chance']:.1%}", *row)
     console.print(t)
+    if summary:
+        console.print("gap: the teacher's accuracy minus the random-init encoder's, per seed, in points")
+
+
+def _summary(repeats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and sample standard deviation over probe seeds of each encoder's accuracy and of the teacher's gap to the
+    random-init encoder (paired per seed: both read the same clips)."""
+    import statistics
+
+    first = repeats[0]["results"]
+    out: dict[str, Any] = {}
+    for label in first["teacher"]:
+        values = {name: [r["results"][name][label]["accuracy"] for r in repeats] for name in first}
+        values["gap"] = [a - b for a, b in zip(values["teacher"], values["random init"], strict=True)]
+        out[label] = {name: {"mean": statistics.fmean(v), "sd": statistics.stdev(v)} for name, v in values.items()}
+    return out
 
 
 PARTS = ("auto", "target_encoder", "encoder")
 
 
-def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, test_clips: int, fps: float) -> None:
+def _probe_options(
+    labels: list[str], kind: str, part: str, train_clips: int, test_clips: int, fps: float, repeats: int = 1
+) -> None:
     """Every probe option checked before the checkpoint is read or a feature extracted."""
     from vjepa_edge.config import MAX_FPS, check_count, check_number
     from vjepa_edge.data.physics import LABELS
@@ -188,6 +211,7 @@ def _probe_options(labels: list[str], kind: str, part: str, train_clips: int, te
     check_count("--train-clips", train_clips, p, maximum=1_000_000)
     check_count("--test-clips", test_clips, p, maximum=1_000_000)
     check_number("--fps", fps, p, maximum=MAX_FPS)
+    check_count("--repeats", repeats, p, maximum=100)
     if p:
         raise ConfigError.of(p, title="invalid probe options", hint="see `vjepa-edge teacher probe --help`")
 
@@ -216,7 +240,14 @@ def probe(
         ),
     ] = "grid",
     fps: Annotated[float, typer.Option(help="Frame rate of the physics clips.")] = 8.0,
-    seed: Annotated[int, typer.Option(help="Seed of the probe clips and heads.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the probe clips, the heads and the random-init encoder.")] = 0,
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="Probe seeds SEED, SEED+1, ...: each draws new clips, heads and random init; reports each encoder's "
+            "mean and standard deviation over them, and the teacher's gap to random init."
+        ),
+    ] = 1,
     epochs: Annotated[
         int | None,
         typer.Option(help="Probe training epochs (default: the kind's, 20 for grid and linear, 100 for attentive)."),
@@ -237,6 +268,8 @@ def probe(
     json_out: JsonOpt = False,
 ) -> dict[str, Any]:
     """Frozen-probe accuracy of a teacher on the physics labels, against a random-init encoder of its size."""
+    import dataclasses
+
     import torch
 
     from vjepa_edge.data.config import ClipSpec
@@ -247,8 +280,8 @@ def probe(
     from vjepa_edge.runinfo import autocast_dtype
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
-    _probe_options(names, kind, part, train_clips, test_clips, fps)
-    config = _probe_config(kind, seed, epochs, lrs)
+    _probe_options(names, kind, part, train_clips, test_clips, fps, repeats)
+    config = _probe_config(kind, seed, epochs, lrs)  # checked before the checkpoint is read
     _input_options(None, None, heads)
     model = load_vjepa(path, num_heads=heads)
     if part == "auto":
@@ -261,29 +294,38 @@ def probe(
     encoder = getattr(model, part)
     arch = encoder.arch
     spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
-    random = random_init_like(encoder, seed=seed)
-    results = physics_probe(
-        {"teacher": encoder, "random init": random},
-        # both encoders' tokens are kept: the teacher's for its students' evaluations, the random init's for the
-        # next teacher of the same architecture
-        cache={
-            "teacher": state_dict_digest(encoder.state_dict()),
-            "random init": state_dict_digest(random.state_dict()),
-        },
-        spec=spec,
-        labels=names,
-        train_clips=train_clips,
-        test_clips=test_clips,
-        seed=seed,
-        config=config,
-        autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
-    )
-    out = {name: {label: r.to_dict() for label, r in per.items()} for name, per in results.items()}
-    return {
+    runs = []
+    for s in range(seed, seed + repeats):
+        random = random_init_like(encoder, seed=s)
+        results = physics_probe(
+            {"teacher": encoder, "random init": random},
+            # both encoders' tokens are kept: the teacher's for its students' evaluations, the random init's for the
+            # next teacher of the same architecture
+            cache={
+                "teacher": state_dict_digest(encoder.state_dict()),
+                "random init": state_dict_digest(random.state_dict()),
+            },
+            spec=spec,
+            labels=names,
+            train_clips=train_clips,
+            test_clips=test_clips,
+            seed=s,
+            config=dataclasses.replace(config, seed=s),
+            autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
+        )
+        runs.append(
+            {"seed": s, "results": {n: {lb: r.to_dict() for lb, r in per.items()} for n, per in results.items()}}
+        )
+    out: dict[str, Any] = {
         "checkpoint": str(path),
         "part": part,
         "probe": config.to_dict(),
         "train_clips": train_clips,
         "test_clips": test_clips,
-        "results": out,
+        "seeds": [r["seed"] for r in runs],
+        "results": runs[0]["results"],
     }
+    if repeats > 1:
+        out["repeats"] = runs
+        out["summary"] = _summary(runs)
+    return out
