@@ -278,6 +278,7 @@ def probe(
     from vjepa_edge.eval.probe import random_init_like
     from vjepa_edge.models.checkpoint import load_vjepa
     from vjepa_edge.runinfo import autocast_dtype
+    from vjepa_edge.train.loop import task_bar
 
     names = [x.strip() for x in labels.split(",") if x.strip()]
     _probe_options(names, kind, part, train_clips, test_clips, fps, repeats)
@@ -294,25 +295,26 @@ def probe(
     encoder = getattr(model, part)
     arch = encoder.arch
     spec = ClipSpec(frames=arch.num_frames, size=arch.img_size, fps=fps, frame_step=None)
+    teacher_digest = state_dict_digest(encoder.state_dict())
     runs = []
     for s in range(seed, seed + repeats):
         random = random_init_like(encoder, seed=s)
-        results = physics_probe(
-            {"teacher": encoder, "random init": random},
-            # both encoders' tokens are kept: the teacher's for its students' evaluations, the random init's for the
-            # next teacher of the same architecture
-            cache={
-                "teacher": state_dict_digest(encoder.state_dict()),
-                "random init": state_dict_digest(random.state_dict()),
-            },
-            spec=spec,
-            labels=names,
-            train_clips=train_clips,
-            test_clips=test_clips,
-            seed=s,
-            config=dataclasses.replace(config, seed=s),
-            autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
-        )
+        label = f"probe seed {s} ({s - seed + 1}/{repeats}): tokens" if repeats > 1 else "tokens"
+        with task_bar(label, 2 * (train_clips + test_clips), enabled=not json_out) as bar:
+            results = physics_probe(
+                {"teacher": encoder, "random init": random},
+                # both encoders' tokens are kept: the teacher's for its students' evaluations, the random init's for
+                # the next teacher of the same architecture
+                cache={"teacher": teacher_digest, "random init": state_dict_digest(random.state_dict())},
+                spec=spec,
+                labels=names,
+                train_clips=train_clips,
+                test_clips=test_clips,
+                seed=s,
+                config=dataclasses.replace(config, seed=s),
+                autocast_dtype=autocast_dtype("auto", torch.device("cpu")),
+                progress=bar,
+            )
         runs.append(
             {"seed": s, "results": {n: {lb: r.to_dict() for lb, r in per.items()} for n, per in results.items()}}
         )
