@@ -77,6 +77,27 @@ class DeviceError(VjepaEdgeError):
     """A device that cannot be reached or run on: adb/ssh missing, no device attached, a command on it that failed."""
 
 
+class DiskFullError(VjepaEdgeError):
+    """A write that failed because the disk (or the user's quota) is full."""
+
+
+def disk_full(error: BaseException) -> bool:
+    """`error`, or an error it was raised from, is a full disk or quota: an OSError with ENOSPC / EDQUOT, or a library
+    error that wraps one in its message (safetensors reports "No space left on device (os error 28)")."""
+    import errno
+
+    seen: set[int] = set()
+    e: BaseException | None = error
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
 def debugging() -> bool:
     """VJEPA_EDGE_DEBUG is set: a bug raises with its traceback instead of becoming one line."""
     import os

@@ -130,6 +130,22 @@ def test_json_on_usage_and_internal_errors() -> None:
     assert r.returncode == 1 and json.loads(r.stdout.strip().splitlines()[-1])["kind"] == "ConfigError"
 
 
+def test_a_full_disk_is_one_clear_error_not_an_internal_one() -> None:
+    """ENOSPC from a write (here planted in the command), or a library's error that wraps it (safetensors writes
+    "No space left on device (os error 28)" into its message), is reported with what to free, exit code 1."""
+    for raise_it in (
+        "raise OSError(errno.ENOSPC, 'No space left on device', 'runs/x/report.json')",
+        "raise RuntimeError('Error while serializing: I/O error: No space left on device (os error 28)')",
+    ):
+        bug = f"import errno, vjepa_edge.models.summary as s\ndef full(*a, **k): {raise_it}\n"
+        bug += "s.inspect_checkpoint = full"
+        r = _main("teacher", "inspect", str(V2), "--json", code=bug)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+        assert "error: no space left on device" in r.stderr and "internal error" not in r.stderr
+        last = json.loads(r.stdout.strip().splitlines()[-1])
+        assert last["kind"] == "DiskFullError" and "free disk space" in last["hint"] and "--resume" in last["hint"]
+
+
 def test_written_files_follow_the_umask(tmp_path: Path) -> None:
     """report.json, checkpoints, the student and images are group/world readable under umask 022 (not 0600)."""
     teacher = make_teacher(tmp_path / "teacher.safetensors")

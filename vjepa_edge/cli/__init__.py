@@ -66,13 +66,32 @@ def _usage_error(e, as_json: bool) -> NoReturn:
     sys.exit(e.exit_code)
 
 
+def _disk_full(e: Exception, as_json: bool) -> NoReturn:
+    """A full disk is one error with what to free, and exit code 1: what was written is complete (files are written
+    atomically) and a training run resumes from its last checkpoint."""
+    from vjepa_edge.cli._common import emit_json, report
+    from vjepa_edge.errors import DiskFullError
+    from vjepa_edge.runinfo import cache_root
+
+    hint = (
+        f"free disk space (old runs, or the caches under {cache_root()}: clips, teacher features and the embedded "
+        "teacher are rebuilt when missing), then run the command again; add --resume to continue a training run "
+        "from its last checkpoint"
+    )
+    error = DiskFullError(f"no space left on device: {type(e).__name__}: {e}", hint=hint)
+    report(error)
+    if as_json:
+        emit_json(error.to_dict())
+    sys.exit(1)
+
+
 def main() -> None:
     """Console entry point: library errors become one message and exit code 1, usage errors exit code 2, never a
     traceback; under --json every failure still ends stdout with one JSON object."""
     from typer.core import _click as click  # typer vendors click: its exceptions, not the click package's
 
     from vjepa_edge.cli._common import emit_json, err_console, report
-    from vjepa_edge.errors import VjepaEdgeError, debugging
+    from vjepa_edge.errors import VjepaEdgeError, debugging, disk_full
 
     as_json = _json_requested(sys.argv[1:])
     try:
@@ -94,6 +113,8 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as e:  # a bug, not bad input: one line unless the user asks for the traceback
+        if disk_full(e):  # not a bug: the machine's disk is full
+            _disk_full(e, as_json)
         if debugging():
             raise
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False, markup=True)
