@@ -15,6 +15,7 @@ from vjepa_edge.cli import profile as _profile
 from vjepa_edge.cli import quantize as _quantize
 from vjepa_edge.cli import report as _report
 from vjepa_edge.cli import teacher as _teacher
+from vjepa_edge.errors import VjepaEdgeError
 
 app = typer.Typer(
     name="vjepa-edge",
@@ -66,10 +67,19 @@ def _usage_error(e, as_json: bool) -> NoReturn:
     sys.exit(e.exit_code)
 
 
-def _disk_full(e: Exception, as_json: bool) -> NoReturn:
-    """A full disk is one error with what to free, and exit code 1: what was written is complete (files are written
-    atomically) and a training run resumes from its last checkpoint."""
+def _library_error(error: VjepaEdgeError, as_json: bool) -> NoReturn:
+    """One `error:` and `hint:` line (and the JSON object under --json), exit code 1."""
     from vjepa_edge.cli._common import emit_json, report
+
+    report(error)
+    if as_json:
+        emit_json(error.to_dict())
+    sys.exit(1)
+
+
+def _disk_full_error(e: Exception) -> VjepaEdgeError:
+    """A full disk is not a bug: what was written is complete (files are written atomically) and a training run
+    resumes from its last checkpoint, so the error says what to free."""
     from vjepa_edge.errors import DiskFullError
     from vjepa_edge.runinfo import cache_root
 
@@ -78,11 +88,7 @@ def _disk_full(e: Exception, as_json: bool) -> NoReturn:
         "teacher are rebuilt when missing), then run the command again; add --resume to continue a training run "
         "from its last checkpoint"
     )
-    error = DiskFullError(f"no space left on device: {type(e).__name__}: {e}", hint=hint)
-    report(error)
-    if as_json:
-        emit_json(error.to_dict())
-    sys.exit(1)
+    return DiskFullError(f"no space left on device: {type(e).__name__}: {e}", hint=hint)
 
 
 def main() -> None:
@@ -90,8 +96,8 @@ def main() -> None:
     traceback; under --json every failure still ends stdout with one JSON object."""
     from typer.core import _click as click  # typer vendors click: its exceptions, not the click package's
 
-    from vjepa_edge.cli._common import emit_json, err_console, report
-    from vjepa_edge.errors import VjepaEdgeError, debugging, disk_full
+    from vjepa_edge.cli._common import emit_json, err_console
+    from vjepa_edge.errors import debugging, disk_full
 
     as_json = _json_requested(sys.argv[1:])
     try:
@@ -105,16 +111,13 @@ def main() -> None:
         err_console.print("aborted")
         sys.exit(1)
     except VjepaEdgeError as e:
-        report(e)
-        if as_json:
-            emit_json(e.to_dict())
-        sys.exit(1)
+        _library_error(e, as_json)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
     except Exception as e:  # a bug, not bad input: one line unless the user asks for the traceback
-        if disk_full(e):  # not a bug: the machine's disk is full
-            _disk_full(e, as_json)
+        if disk_full(e):
+            _library_error(_disk_full_error(e), as_json)
         if debugging():
             raise
         err_console.print(f"[bold red]internal error:[/] {type(e).__name__}: {e}", highlight=False, markup=True)

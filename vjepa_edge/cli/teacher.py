@@ -193,7 +193,7 @@ PARTS = ("auto", "target_encoder", "encoder")
 
 
 def _probe_options(
-    labels: list[str], kind: str, part: str, train_clips: int, test_clips: int, fps: float, repeats: int = 1
+    labels: list[str], kind: str, part: str, train_clips: int, test_clips: int, fps: float, repeats: int
 ) -> None:
     """Every probe option checked before the checkpoint is read or a feature extracted."""
     from vjepa_edge.config import MAX_FPS, check_count, check_number
