@@ -156,7 +156,8 @@ def _render_probe(r: dict[str, Any]) -> None:
     summary = r.get("summary")
     if summary:
         title += f", mean ± sd over {len(r['seeds'])} probe seeds ({', '.join(map(str, r['seeds']))})"
-    t = Table(title=title, title_justify="left")
+    console.print(title)  # its own line: as a table title it would wrap at the table's narrow width
+    t = Table()
     t.add_column("label")
     t.add_column("chance", justify="right")
     results = r["results"]
