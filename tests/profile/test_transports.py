@@ -137,7 +137,9 @@ def test_adb_pushes_runs_and_pulls_the_etdump(fake_tools: Path, pte: Path, etdum
 
 def test_adb_threads_and_the_only_device(fake_tools: Path, pte: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_DEVICES", "R5CT1234")
-    m = get_transport("adb").measure(device(tmp_path, kind="adb"), pte, warmup=WARMUP, iterations=ITERATIONS, threads=4)
+    m = get_transport("adb").measure(
+        device(tmp_path, kind="adb"), pte, warmup=WARMUP, iterations=ITERATIONS, threads=4, out=tmp_path / "out"
+    )
     run = commands(fake_tools)[-2]
     assert run[:2] == ["adb", "shell"] and run[2].endswith(" --cpu_threads=4")  # no -s: the one attached device
     assert m.threads == 4 and len(m.samples_ms) == ITERATIONS
