@@ -92,7 +92,8 @@ def disk_full(error: BaseException) -> bool:
         seen.add(id(e))
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+        text = str(e)
+        if "No space left on device" in text or "Disk quota exceeded" in text:
             return True
         e = e.__cause__ or e.__context__
     return False
