@@ -33,7 +33,7 @@ from vjepa_edge.models.vjepa import VJEPA
 from vjepa_edge.runinfo import write_json
 from vjepa_edge.runs import RunDir
 from vjepa_edge.train.distributed import DistInfo, shard_fsdp2, wrap_ddp
-from vjepa_edge.train.loop import param_groups, read_metrics, render_clips
+from vjepa_edge.train.loop import adamw, read_metrics, render_clips
 from vjepa_edge.train.skeleton import Checkpointed, LoopSpec, Trainer, start_run
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,7 @@ class _Trainer(Trainer):
         torch.manual_seed(c.run.seed)
         self.model, self.context = self._build_model()
         o = c.optim
-        self.optimizer = torch.optim.AdamW(param_groups(self.context), lr=o.start_lr, betas=o.betas, eps=o.eps)
+        self.optimizer = adamw(self.context, lr=o.start_lr, betas=o.betas, eps=o.eps)
         self.schedule = Schedule(o)
         self.masker = MultiBlock3DMasker(self.arch.encoder.grid, c.masks, seed=c.run.seed * 4099 + info.rank)
         self.dataset = open_source(

@@ -132,6 +132,23 @@ def test_leave_one_out_covers_every_figure_within_the_measured_error():
     assert set(errors) == {"all"} | {f.klass for f in published.figures}
 
 
+def test_leave_one_out_is_refitted_once_per_machine(tmp_path, monkeypatch):
+    """The rows come from the user cache once written (no refit), and a damaged file is refitted, never trusted."""
+    from vjepa_edge.profile import calibrate
+
+    monkeypatch.setenv("VJEPA_EDGE_CACHE", str(tmp_path))
+    row = calibrate.LooRow(model="m", device="d", klass="npu/fp16/qnn", published_ms=2.0, predicted_ms=2.5)
+    fits = []
+    monkeypatch.setattr(calibrate, "_leave_one_out", lambda: fits.append(1) or (row,))
+    uncached = calibrate.leave_one_out.__wrapped__  # past the in-process functools.cache
+    assert uncached() == (row,) and len(fits) == 1
+    [path] = (tmp_path / "calibration").glob("leave-one-out-*.json")
+    assert uncached() == (row,) and len(fits) == 1  # read back: no second fit
+    path.write_text("{not json")
+    assert uncached() == (row,) and len(fits) == 2  # refitted and rewritten
+    assert uncached() == (row,) and len(fits) == 2
+
+
 def test_calibration_is_deterministic():
     from vjepa_edge.profile.calibrate import figure_point, fit
 

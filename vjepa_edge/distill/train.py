@@ -47,7 +47,7 @@ from vjepa_edge.models.vjepa import student_model
 from vjepa_edge.runinfo import cache_root, write_json
 from vjepa_edge.runs import RunDir
 from vjepa_edge.train.distributed import DistInfo, barrier, wrap_ddp
-from vjepa_edge.train.loop import param_groups, read_metrics, render_clips, task_bar, warmup_cosine
+from vjepa_edge.train.loop import adamw, read_metrics, render_clips, task_bar, warmup_cosine
 from vjepa_edge.train.skeleton import Checkpointed, LoopSpec, Trainer, start_run
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class _Distiller(Trainer):
         torch.manual_seed(r.run.seed)
         self._build_student()
         o = r.optim
-        self.optimizer = torch.optim.AdamW(param_groups(self.model), lr=o.start_lr, betas=o.betas, eps=o.eps)
+        self.optimizer = adamw(self.model, lr=o.start_lr, betas=o.betas, eps=o.eps)
         self.dataset = open_source(
             r.data.source, spec=self.spec, train=True, seed=r.run.seed, augment=r.data.augment, length=r.data.clips
         )

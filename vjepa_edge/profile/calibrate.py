@@ -27,14 +27,21 @@ turn and predicts it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
+import json
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from vjepa_edge.profile.published import Figure, Published, load_published
+from vjepa_edge.profile.published import COSTS_FILE, DATA_FILE, Figure, Published, load_published
+
+log = logging.getLogger(__name__)
 
 NOMINAL_GOPS = 10_000.0  # stands in for an unpublished peak: the unit's correction d then is its speed against it
 WALL = 0.01  # how hard the e_k d <= 1 wall pushes back (in units of NOISE)
@@ -156,6 +163,12 @@ class Calibration:
         )
 
 
+def _exp(x: np.ndarray) -> np.ndarray:
+    """exp of `x` clipped to [-60, 60], so that a far start cannot overflow (np.clip's own wrapper costs more than
+    the exp on these small arrays)."""
+    return np.exp(np.minimum(np.maximum(x, -60.0), 60.0))
+
+
 class _Problem:
     """The parameter layout and the log-space residuals with their Jacobian, for a set of points."""
 
@@ -188,6 +201,8 @@ class _Problem:
         self.pi = np.array([p[0] for p in prior])
         self.pm = np.array([p[1] for p in prior])
         self.ps = np.array([p[2] for p in prior]) / NOISE
+        self.rows = np.arange(len(points))
+        self.diagonal = (np.arange(self.n), np.arange(self.n))
 
     def start(self) -> np.ndarray:
         theta = np.zeros(self.n)
@@ -196,23 +211,23 @@ class _Problem:
 
     def residuals(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         e, d, a = theta[self.ci], theta[self.ui], theta[self.ri]
-        ex = lambda x: np.exp(np.clip(x, -60.0, 60.0))  # noqa: E731 (a far start must not overflow)
-        inv = ex(-(e + d)) / self.peak
-        dense, att = self.dense * inv, ex(a) * self.attn * inv
-        mem = self.bytes / self.bw * ex(-theta[self.m])
-        ovh = ex(theta[self.o] - d)
-        per_op = self.ops * ex(theta[self.op] - d)
+        inv = _exp(-(e + d)) / self.peak
+        dense, att = self.dense * inv, _exp(a) * self.attn * inv
+        mem = self.bytes / self.bw * _exp(-theta[self.m])
+        ovh = _exp(theta[self.o] - d)
+        per_op = self.ops * _exp(theta[self.op] - d)
         total = dense + att + mem + ovh + per_op
         over = np.maximum(theta[self.wall[:, 0]] + theta[self.wall[:, 1]], 0.0)
         r = np.concatenate([np.log(total) - self.y, (theta[self.pi] - self.pm) / self.ps, over / WALL])
-        rows = np.arange(len(total))
+        rows = self.rows
         jac = np.zeros((len(r), self.n))
         w = len(total) + len(self.pi) + np.arange(len(self.wall))
         jac[w, self.wall[:, 0]] = (over > 0) / WALL
         jac[w, self.wall[:, 1]] = (over > 0) / WALL
-        np.add.at(jac, (rows, self.ci), -(dense + att) / total)
-        np.add.at(jac, (rows, self.ui), -(dense + att + ovh + per_op) / total)
-        np.add.at(jac, (rows, self.ri), att / total)
+        # Each point's row has one class, one unit and one runtime column, in disjoint ranges: plain assignment.
+        jac[rows, self.ci] = -(dense + att) / total
+        jac[rows, self.ui] = -(dense + att + ovh + per_op) / total
+        jac[rows, self.ri] = att / total
         jac[rows, self.m] = -mem / total
         jac[rows, self.o] = ovh / total
         jac[rows, self.op] = per_op / total
@@ -226,8 +241,11 @@ class _Problem:
         cost, lam = float(r @ r), 1e-3
         for _ in range(iters):
             a, g = jac.T @ jac, jac.T @ r
+            diagonal = np.diag(a) + 1e-12
             while True:
-                step = np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), -g)
+                damped = a.copy()
+                damped[self.diagonal] += lam * diagonal
+                step = np.linalg.solve(damped, -g)
                 r2, jac2 = self.residuals(theta + step)
                 cost2 = float(r2 @ r2)
                 if cost2 < cost:
@@ -311,7 +329,33 @@ def _unpredictable(point: Point, others: Sequence[Point]) -> str:
 
 @functools.cache
 def leave_one_out() -> tuple[LooRow, ...]:
-    """Each published figure predicted by the model refitted without it, in the file's order."""
+    """Each published figure predicted by the model refitted without it, in the file's order.
+
+    The refits take seconds (two Levenberg-Marquardt solves per figure: about 10 s on 2 CPU cores, in every
+    `profile` that estimates a device), so the rows are kept in the user cache, keyed by the published files and
+    this module's source: computed once per machine, and again whenever the figures or the fit change."""
+    from vjepa_edge.runinfo import cache_root, write_json
+
+    path = cache_root() / "calibration" / f"leave-one-out-{_loo_key()}.json"
+    try:
+        return tuple(LooRow(**row) for row in json.loads(path.read_text()))
+    except FileNotFoundError:
+        pass
+    except (ValueError, TypeError) as e:  # a damaged file is recomputed, never trusted
+        log.warning("leave-one-out cache %s is unreadable (%s); refitting", path, e)
+    rows = _leave_one_out()
+    write_json(path, [dataclasses.asdict(row) for row in rows])
+    return rows
+
+
+def _loo_key() -> str:
+    from vjepa_edge.config import digest
+
+    files = (DATA_FILE, COSTS_FILE, Path(__file__))
+    return digest([hashlib.sha256(f.read_bytes()).hexdigest() for f in files], 24)
+
+
+def _leave_one_out() -> tuple[LooRow, ...]:
     published = load_published()
     points = [figure_point(published, f) for f in published.figures]
     full = published_calibration()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 
@@ -22,6 +23,14 @@ def param_groups(module: nn.Module) -> list[dict[str, Any]]:
         if p.requires_grad:
             (no_decay if name.endswith("bias") or p.ndim == 1 else decay).append(p)
     return [{"params": decay, "apply_wd": True}, {"params": no_decay, "apply_wd": False, "weight_decay": 0.0}]
+
+
+def adamw(module: nn.Module, *, lr: float, betas: tuple[float, float], eps: float) -> torch.optim.AdamW:
+    """AdamW over `param_groups(module)` with the fused kernel: one pass over each parameter instead of torch's
+    per-tensor loop of a dozen ops, which on 2 CPU cores took 5% of a pretraining step (150 against 20 ms for the
+    embedded teacher's 29 M parameters). Under AVX2 it gives the per-tensor loop's weights bit for bit (checked
+    over 40 steps of the embedded teacher); with AVX-512 the last bits can differ."""
+    return torch.optim.AdamW(param_groups(module), lr=lr, betas=betas, eps=eps, fused=True)
 
 
 class Meter:
