@@ -341,10 +341,13 @@ def leave_one_out() -> tuple[LooRow, ...]:
         return tuple(LooRow(**row) for row in json.loads(path.read_text()))
     except FileNotFoundError:
         pass
-    except (ValueError, TypeError) as e:  # a damaged file is recomputed, never trusted
+    except (OSError, ValueError, TypeError) as e:  # a damaged file (or cache) is refitted, never trusted
         log.warning("leave-one-out cache %s is unreadable (%s); refitting", path, e)
     rows = _leave_one_out()
-    write_json(path, [dataclasses.asdict(row) for row in rows])
+    try:
+        write_json(path, [dataclasses.asdict(row) for row in rows])
+    except OSError as e:  # a read-only or full cache costs the next run the refits, never this one its estimate
+        log.warning("could not keep the leave-one-out rows in %s (%s)", path, e)
     return rows
 
 
