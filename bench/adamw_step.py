@@ -53,45 +53,44 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(machine_line())
 
-    tmp = tempfile.TemporaryDirectory(prefix="bench-adamw-")
-    trainer = _Trainer(cfg, tmp.name, info, progress=False)
-    optimizers = {"fused": trainer.optimizer, "per-tensor": per_tensor(trainer)}
-    times: dict[str, list[float]] = {name: [] for name in optimizers}
-    step = 0
-    for opt in optimizers.values():  # each optimizer's state is made once, untimed
-        trainer.optimizer = opt
-        trainer.step(clip, step)
-        step += 1
-    for _ in range(args.pairs):
-        for name, opt in optimizers.items():
+    with tempfile.TemporaryDirectory(prefix="bench-adamw-") as tmp:
+        trainer = _Trainer(cfg, tmp, info, progress=False)
+        optimizers = {"fused": trainer.optimizer, "per-tensor": per_tensor(trainer)}
+        times: dict[str, list[float]] = {name: [] for name in optimizers}
+        step = 0
+        for opt in optimizers.values():  # each optimizer's state is made once, untimed
             trainer.optimizer = opt
-            t = time.perf_counter()
             trainer.step(clip, step)
-            times[name].append(time.perf_counter() - t)
             step += 1
-    for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{name:>10} AdamW: median step {med * 1000:.0f} ms ({clip.shape[0] / med:.2f} clips/s)")
-    ratios = sorted(a / b for a, b in zip(times["per-tensor"], times["fused"], strict=True))
-    print(
-        f"per-tensor / fused step time, median of {args.pairs} adjacent pairs: {statistics.median(ratios):.3f} "
-        f"(quartiles {ratios[len(ratios) // 4]:.3f} .. {ratios[(3 * len(ratios)) // 4]:.3f})"
-    )
-    del trainer
+        for _ in range(args.pairs):
+            for name, opt in optimizers.items():
+                trainer.optimizer = opt
+                t = time.perf_counter()
+                trainer.step(clip, step)
+                times[name].append(time.perf_counter() - t)
+                step += 1
+        for name, ts in times.items():
+            med = statistics.median(ts)
+            print(f"{name:>10} AdamW: median step {med * 1000:.0f} ms ({clip.shape[0] / med:.2f} clips/s)")
+        ratios = sorted(a / b for a, b in zip(times["per-tensor"], times["fused"], strict=True))
+        print(
+            f"per-tensor / fused step time, median of {args.pairs} adjacent pairs: {statistics.median(ratios):.3f} "
+            f"(quartiles {ratios[len(ratios) // 4]:.3f} .. {ratios[(3 * len(ratios)) // 4]:.3f})"
+        )
+        del trainer
 
-    weights = {}
-    for name in optimizers:
-        t = _Trainer(cfg, tmp.name, info, progress=False)
-        if name == "per-tensor":
-            t.optimizer = per_tensor(t)
-        for s in range(args.check_steps):
-            t.step(clip, s)
-        weights[name] = t.model.state_dict()
-    differ = [k for k, v in weights["fused"].items() if not torch.equal(v, weights["per-tensor"][k])]
-    total = len(weights["fused"])
-    verdict = "the same bit for bit" if not differ else f"{len(differ)} of {total} tensors differ"
-    print(f"weights after {args.check_steps} steps (context, predictor, target): {verdict} ({total} tensors)")
-    tmp.cleanup()
+        weights = {}
+        for name in optimizers:
+            t = _Trainer(cfg, tmp, info, progress=False)
+            if name == "per-tensor":
+                t.optimizer = per_tensor(t)
+            for s in range(args.check_steps):
+                t.step(clip, s)
+            weights[name] = t.model.state_dict()
+        differ = [k for k, v in weights["fused"].items() if not torch.equal(v, weights["per-tensor"][k])]
+        total = len(weights["fused"])
+        verdict = "the same bit for bit" if not differ else f"{len(differ)} of {total} tensors differ"
+        print(f"weights after {args.check_steps} steps (context, predictor, target): {verdict} ({total} tensors)")
     return 0
 
 

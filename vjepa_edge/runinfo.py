@@ -295,8 +295,8 @@ def cache_root() -> Path:
     return Path(xdg).expanduser() / "vjepa-edge"
 
 
-def cache_file(folder: str, key: dict[str, Any]) -> Path:
-    """The user-cache file `folder/DIGEST.safetensors` of `key` (what determines the cached content, JSON-able)."""
+def cache_file(folder: str, key: dict[str, Any], suffix: str = ".safetensors") -> Path:
+    """The user-cache file `folder/DIGEST{suffix}` of `key` (what determines the cached content, JSON-able)."""
     from vjepa_edge.config import digest
 
-    return cache_root() / folder / f"{digest(key, 24)}.safetensors"
+    return cache_root() / folder / f"{digest(key, 24)}{suffix}"

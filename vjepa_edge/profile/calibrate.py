@@ -334,9 +334,11 @@ def leave_one_out() -> tuple[LooRow, ...]:
     The refits take seconds (two Levenberg-Marquardt solves per figure: about 10 s on 2 CPU cores, in every
     `profile` that estimates a device), so the rows are kept in the user cache, keyed by the published files and
     this module's source: computed once per machine, and again whenever the figures or the fit change."""
-    from vjepa_edge.runinfo import cache_root, write_json
+    from vjepa_edge.runinfo import cache_file, write_json
 
-    path = cache_root() / "calibration" / f"leave-one-out-{_loo_key()}.json"
+    files = (DATA_FILE, COSTS_FILE, Path(__file__))
+    key = {"leave_one_out": [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]}
+    path = cache_file("calibration", key, suffix=".json")
     try:
         return tuple(LooRow(**row) for row in json.loads(path.read_text()))
     except FileNotFoundError:
@@ -349,13 +351,6 @@ def leave_one_out() -> tuple[LooRow, ...]:
     except OSError as e:  # a read-only or full cache costs the next run the refits, never this one its estimate
         log.warning("could not keep the leave-one-out rows in %s (%s)", path, e)
     return rows
-
-
-def _loo_key() -> str:
-    from vjepa_edge.config import digest
-
-    files = (DATA_FILE, COSTS_FILE, Path(__file__))
-    return digest([hashlib.sha256(f.read_bytes()).hexdigest() for f in files], 24)
 
 
 def _leave_one_out() -> tuple[LooRow, ...]:
